@@ -1,0 +1,1 @@
+//! LocalStack integration tests live in tests/.

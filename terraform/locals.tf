@@ -1,0 +1,69 @@
+locals {
+  name_prefix   = "${var.project_name}-${var.environment}"
+  artifacts_dir = coalesce(var.artifacts_dir, "${path.module}/../target/lambda")
+
+  # One entry per Lambda crate under functions/ (infra/scripts/terraform-check.sh keeps the two
+  # in step). Static data only: keys drive for_each everywhere.
+  #   routes        HTTP API route keys sent to the function (payload format 2.0)
+  #   ddb_write     item writes on the table (conditional writes / TransactWriteItems)
+  #   s3_write      may write annotation bodies under var.annotations_prefix
+  #   ses_send      may send mail as var.sender_email
+  #   env           function-specific environment on top of local.common_env
+  functions = {
+    chunks = {
+      description = "Serves dataset keys (metadata and chunks) to viewers: GET/HEAD, ranges, CORS, presigned redirects."
+      routes = [
+        "GET /data/{proxy+}",
+        "HEAD /data/{proxy+}",
+        "OPTIONS /data/{proxy+}",
+        "GET /s/{proxy+}",
+        "HEAD /s/{proxy+}",
+        "OPTIONS /s/{proxy+}",
+      ]
+      memory_mb = 1024
+      timeout_s = 30
+      ddb_write = false
+      s3_write  = false
+      ses_send  = false
+      env = {
+        ZARRSHARE_DELIVERY = var.chunks_delivery
+      }
+    }
+    datasets = {
+      description = "The JSON API: organizations, users, teams, datasets, share links, annotations, projects."
+      routes = [
+        "ANY /api/{proxy+}",
+      ]
+      memory_mb = 512
+      timeout_s = 15
+      ddb_write = true
+      s3_write  = true
+      ses_send  = true
+      env = {
+        ZARRSHARE_SENDER_EMAIL = var.sender_email
+      }
+    }
+  }
+
+  function_names = { for k, _ in local.functions : k => "${local.name_prefix}-${k}" }
+
+  # "GET /data/{proxy+}" => { function = "chunks", route_key = ... } for every route of every function.
+  routes = merge([
+    for fn, cfg in local.functions : { for r in cfg.routes : r => { function = fn, route_key = r } }
+  ]...)
+
+  common_env = {
+    ZARRSHARE_TABLE                 = aws_dynamodb_table.main.name
+    ZARRSHARE_DATA_BUCKET           = aws_s3_bucket.data.id
+    ZARRSHARE_ACCESS_CACHE_TTL_SECS = tostring(var.access_cache_ttl_secs)
+    ZARRSHARE_PUBLIC_BASE_URL       = coalesce(var.public_base_url, aws_apigatewayv2_api.main.api_endpoint)
+    ZARRSHARE_ANNOTATIONS_PREFIX    = var.annotations_prefix
+    RUST_LOG                        = var.log_level
+  }
+
+  dataset_bucket_arns = concat(
+    [aws_s3_bucket.data.arn],
+    [for b in var.extra_dataset_buckets : "arn:${data.aws_partition.current.partition}:s3:::${b}"],
+  )
+  table_arns = [aws_dynamodb_table.main.arn, "${aws_dynamodb_table.main.arn}/index/*"]
+}
