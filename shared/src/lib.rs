@@ -6,3 +6,12 @@ pub mod error;
 pub mod store;
 
 pub use error::ApiError;
+pub mod objects;
+pub mod zarr;
+pub mod access;
+pub mod auth;
+pub mod config;
+pub mod services;
+
+pub use services::Services;
+pub mod http;

@@ -1,1 +1,377 @@
+//! The chunk function: what viewers (Neuroglancer, zarr-python, tensorstore) read from.
+//!
+//! URL contract — printed in papers, so it never changes:
+//! - `GET|HEAD /data/{dataset_id}/{key...}`: a public dataset;
+//! - `GET|HEAD /s/{token}/{key...}`: through a share link (the capability is in the path).
+//!
+//! Hot path: the dataset and link resolutions come from this instance's access cache (no
+//! metadata call per chunk in steady state); bytes come from object storage, proxied or by a
+//! `307` to a presigned URL.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStoreExt};
+use serde::Deserialize;
+use shared::access::{Action, Actor, DatasetFacts, Decision, LinkFacts, Resource, decide};
+use shared::config::Delivery;
+use shared::domain::{DatasetId, LinkToken, ObjectKey, now};
+use shared::objects::{BLOB_ROUTE_PREFIX, ObjectsError};
+use shared::services::ResolvedDataset;
+use shared::{ApiError, Services};
+
+/// Bodies up to this size are read in one go; larger ones stream.
+const READ_WHOLE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Who may cache a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caching {
+    /// Public data: shared caches and CDNs may keep it.
+    Public,
+    /// Link or presigned data: only the reader's own cache, briefly.
+    Private,
+}
+
+impl Caching {
+    fn header(self) -> HeaderValue {
+        match self {
+            Caching::Public => HeaderValue::from_static("public, max-age=3600"),
+            Caching::Private => HeaderValue::from_static("private, max-age=60"),
+        }
+    }
+}
+
+/// The chunk routes' part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(public_read, link_read), tags((name = "chunks", description = "What viewers read: metadata documents and chunks")))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
+}
+
+/// The function as deployed: its routes, a problem-document fallback, CORS.
+pub fn router(services: Arc<Services>) -> Router {
+    routes(services).fallback(shared::error::no_route).layer(shared::http::cors())
+}
+
+/// Just the routes, for mounting beside other functions' in the local server.
+pub fn routes(services: Arc<Services>) -> Router {
+    Router::new()
+        .route("/data/{dataset}/{*key}", get(public_read).head(public_read).options(options))
+        .route("/s/{token}/{*key}", get(link_read).head(link_read).options(options))
+        .route("/_blob/{*path}", get(blob_read).head(blob_read).options(options))
+        .with_state(services)
+}
+
+/// A plain `OPTIONS` (preflights are answered by the CORS layer before reaching here).
+async fn options() -> impl IntoResponse {
+    (StatusCode::NO_CONTENT, [(header::ALLOW, "GET, HEAD, OPTIONS")])
+}
+
+/// Splits `/{prefix}/{first}/{rest...}` from the raw (still percent-encoded) path.
+fn split_raw_path<'a>(uri: &'a Uri, prefix: &str) -> Option<(&'a str, &'a str)> {
+    let tail = uri.path().strip_prefix(prefix)?;
+    Some(tail.split_once('/').unwrap_or((tail, "")))
+}
+
+fn parse_key(raw: &str) -> Result<ObjectKey, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::NotFound("name a key below the dataset root, e.g. zarr.json".into()));
+    }
+    Ok(ObjectKey::parse_raw(raw)?)
+}
+
+/// Read a metadata document or chunk of a public dataset.
+#[utoipa::path(
+    get,
+    path = "/data/{dataset_id}/{key}",
+    tag = "chunks",
+    params(
+        ("dataset_id" = String, Path, description = "The dataset's id"),
+        ("key" = String, Path, description = "Key below the dataset root; may contain '/' (e.g. `0/c/1/2/3`)"),
+        ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `bytes=a-` or `bytes=-n`"),
+    ),
+    responses(
+        (status = 200, description = "The whole object", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested byte range, with Content-Range"),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 400, description = "A key with '..', '//', backslashes or encoded separators", body = shared::error::Problem),
+        (status = 404, description = "No such dataset, not public, or no such key (readers treat it as fill value)", body = shared::error::Problem),
+        (status = 416, description = "The range starts past the end", body = shared::error::Problem),
+        (status = 307, description = "Redirect to a short-lived presigned storage URL (redirect delivery)"),
+    )
+)]
+async fn public_read(
+    State(services): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, raw_key) = split_raw_path(&uri, "/data/").ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
+    let id = DatasetId::parse(id).map_err(|_| ApiError::NotFound("no such dataset".into()))?;
+    let key = parse_key(raw_key)?;
+    let resolved = services.resolve_dataset(&id).await?.ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
+    authorize(&Actor::Anonymous, &resolved)?;
+    serve(&services, &resolved, &key, &method, &headers, Caching::Public).await
+}
+
+/// Read a metadata document or chunk through a share link; the token is the capability.
+#[utoipa::path(
+    get,
+    path = "/s/{token}/{key}",
+    tag = "chunks",
+    params(
+        ("token" = String, Path, description = "The share link's secret token"),
+        ("key" = String, Path, description = "Key below the dataset root; may contain '/'"),
+        ("Range" = Option<String>, Header, description = "One byte range"),
+    ),
+    responses(
+        (status = 200, description = "The whole object", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested byte range"),
+        (status = 404, description = "No such link or key", body = shared::error::Problem),
+        (status = 410, description = "The link was revoked or has expired", body = shared::error::Problem),
+        (status = 416, description = "The range starts past the end", body = shared::error::Problem),
+    )
+)]
+async fn link_read(
+    State(services): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let no_link = || ApiError::NotFound("no such share link".into());
+    let (token, raw_key) = split_raw_path(&uri, "/s/").ok_or_else(no_link)?;
+    let token = LinkToken::parse(token).map_err(|_| no_link())?;
+    let key = parse_key(raw_key)?;
+    let link = services.resolve_link(&token.hash()).await?.ok_or_else(no_link)?;
+    let actor = Actor::LinkHolder(LinkFacts {
+        dataset: link.dataset_id.clone(),
+        revoked: link.revoked_at.is_some(),
+        expires_at: link.expires_at,
+    });
+    let resolved = services.resolve_dataset(&link.dataset_id).await?.ok_or_else(no_link)?;
+    authorize(&actor, &resolved)?;
+    serve(&services, &resolved, &key, &method, &headers, Caching::Private).await
+}
+
+fn authorize(actor: &Actor, resolved: &ResolvedDataset) -> Result<(), ApiError> {
+    let d = &resolved.dataset;
+    let facts = DatasetFacts { id: &d.id, org: &d.org, visibility: d.visibility };
+    match decide(actor, Action::ReadData, Resource::Dataset(facts), now()) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(why) => Err(why.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct BlobQuery {
+    sig: String,
+}
+
+/// Serves a local presigned URL (the local stand-in for S3's): no metadata lookup at all.
+async fn blob_read(
+    State(services): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<BlobQuery>,
+) -> Result<Response, ApiError> {
+    let raw = uri.path().strip_prefix(BLOB_ROUTE_PREFIX).unwrap_or_default();
+    let key = ObjectKey::parse_raw(raw)?;
+    let path = services
+        .objects
+        .verify_local_signature(key.as_str(), &q.sig)
+        .ok_or_else(|| ApiError::Forbidden("the signature is invalid or has expired".into()))?;
+    let store = services.objects.local_store();
+    let options = read_options(&method, &headers);
+    let range = options.range.clone();
+    let result = store.get_opts(&path, options).await.map_err(ObjectsError::from);
+    respond(result, range, &key, Caching::Private, || async {
+        store.head(&path).await.map(|m| m.size).map_err(ObjectsError::from)
+    })
+    .await
+}
+
+fn read_options(method: &Method, headers: &HeaderMap) -> GetOptions {
+    GetOptions {
+        range: requested_range(headers),
+        if_none_match: headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        head: method == Method::HEAD,
+        ..Default::default()
+    }
+}
+
+/// A single byte range from `Range`; anything else (several ranges, other units, bad syntax)
+/// is ignored and the whole object served, as RFC 9110 allows.
+fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = (start.trim(), end.trim());
+    match (start.is_empty(), end.is_empty()) {
+        (true, false) => end.parse().ok().map(GetRange::Suffix),
+        (false, true) => start.parse().ok().map(GetRange::Offset),
+        (false, false) => {
+            let (s, e): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+            (e >= s).then(|| GetRange::Bounded(s..e.saturating_add(1)))
+        }
+        (true, true) => None,
+    }
+}
+
+async fn serve(
+    services: &Services,
+    resolved: &ResolvedDataset,
+    key: &ObjectKey,
+    method: &Method,
+    headers: &HeaderMap,
+    caching: Caching,
+) -> Result<Response, ApiError> {
+    let location = &resolved.location;
+    if services.config.delivery == Delivery::Redirect && method == Method::GET {
+        return redirect(services, resolved, key).await;
+    }
+    let options = read_options(method, headers);
+    let range = options.range.clone();
+    let whole_get = range.is_none() && method == Method::GET;
+    let result = location.get(key, options).await;
+    // Lambda cannot return more than 6 MB: hand large whole objects to storage instead.
+    if let Ok(r) = &result {
+        if whole_get && r.meta.size > services.config.max_proxy_bytes {
+            return redirect(services, resolved, key).await;
+        }
+    }
+    respond(result, range, key, caching, || async {
+        location.store().head(&location.path(key)).await.map(|m| m.size).map_err(ObjectsError::from)
+    })
+    .await
+}
+
+async fn redirect(services: &Services, resolved: &ResolvedDataset, key: &ObjectKey) -> Result<Response, ApiError> {
+    let url = resolved
+        .location
+        .presign_get(key, services.config.presign_ttl)
+        .await
+        .map_err(ApiError::internal)?;
+    let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"))],
+    )
+        .into_response())
+}
+
+fn quoted_etag(tag: &str) -> Option<HeaderValue> {
+    let tag = tag.trim_start_matches("W/");
+    if tag.starts_with('"') {
+        HeaderValue::from_str(tag).ok()
+    } else {
+        HeaderValue::from_str(&format!("\"{tag}\"")).ok()
+    }
+}
+
+/// Turns a storage read into the HTTP answer: 200/206/304/404/416.
+async fn respond<F, Fut>(
+    result: Result<GetResult, ObjectsError>,
+    requested: Option<GetRange>,
+    key: &ObjectKey,
+    caching: Caching,
+    size_of: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, ObjectsError>>,
+{
+    let result = match result {
+        Ok(r) => r,
+        Err(ObjectsError::NotFound) => return Err(ApiError::NotFound(format!("no object at '{key}'"))),
+        Err(ObjectsError::NotModified) => return Ok(StatusCode::NOT_MODIFIED.into_response()),
+        Err(other) => {
+            // A range past the end is reported as a generic storage error: ask for the size.
+            if let Some(range) = &requested {
+                if let Ok(size) = size_of().await {
+                    if unsatisfiable(range, size) {
+                        return Err(ApiError::RangeNotSatisfiable { size });
+                    }
+                }
+            }
+            return Err(ApiError::internal(other));
+        }
+    };
+    let size = result.meta.size;
+    let served = result.range.clone();
+    let mut builder = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, caching.header())
+        .header(header::CONTENT_LENGTH, served.end - served.start)
+        .header(
+            header::CONTENT_TYPE,
+            if key.is_metadata() { "application/json" } else { "application/octet-stream" },
+        )
+        .header(
+            header::LAST_MODIFIED,
+            result.meta.last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        );
+    if let Some(tag) = result.meta.e_tag.as_deref().and_then(quoted_etag) {
+        builder = builder.header(header::ETAG, tag);
+    }
+    if requested.is_some() {
+        if served.start >= served.end && size > 0 {
+            return Err(ApiError::RangeNotSatisfiable { size });
+        }
+        builder = builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", served.start, served.end.saturating_sub(1)));
+    } else {
+        builder = builder.status(StatusCode::OK);
+    }
+    let body = if matches!(result.payload, GetResultPayload::File(..)) || served.end - served.start <= READ_WHOLE_LIMIT {
+        Body::from(result.bytes().await.map_err(|e| ApiError::internal(ObjectsError::from(e)))?)
+    } else {
+        Body::from_stream(result.into_stream())
+    };
+    builder.body(body).map_err(ApiError::internal)
+}
+
+fn unsatisfiable(range: &GetRange, size: u64) -> bool {
+    match range {
+        GetRange::Bounded(r) => r.start >= size,
+        GetRange::Offset(o) => *o >= size,
+        GetRange::Suffix(n) => *n == 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_range(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")));
+        h
+    }
+
+    #[test]
+    fn parses_single_byte_ranges() {
+        assert_eq!(requested_range(&with_range("bytes=0-9")), Some(GetRange::Bounded(0..10)));
+        assert_eq!(requested_range(&with_range("bytes=5-")), Some(GetRange::Offset(5)));
+        assert_eq!(requested_range(&with_range("bytes=-16")), Some(GetRange::Suffix(16)));
+        for ignored in ["bytes=9-5", "bytes=0-1,4-5", "items=0-1", "bytes=-", "bytes=a-b"] {
+            assert_eq!(requested_range(&with_range(ignored)), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn etags_are_quoted_once() {
+        assert_eq!(quoted_etag("abc"), Some(HeaderValue::from_static("\"abc\"")));
+        assert_eq!(quoted_etag("\"abc\""), Some(HeaderValue::from_static("\"abc\"")));
+    }
+}

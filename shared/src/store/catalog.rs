@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Cond, Cursor, DynStore, Index, Item, Query, StoreError, Write, keys};
 use crate::domain::{
-    Dataset, DatasetId, DatasetPatch, LinkId, OrgId, ShareLink, TokenHash, now,
+    Dataset, DatasetId, DatasetName, DatasetPatch, LinkId, OrgId, ShareLink, TokenHash, now,
 };
 
 /// What the catalog's callers can be told.
@@ -56,6 +56,12 @@ struct TokenPointer {
     link_id: LinkId,
 }
 
+/// The name-claim item: points from an organization's dataset name to the dataset.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NameClaim {
+    dataset_id: DatasetId,
+}
+
 /// One page of a listing.
 #[derive(Clone, Debug)]
 pub struct Listing<T> {
@@ -90,7 +96,7 @@ impl Catalog {
             gsi1: None,
             ttl: None,
             version: 1,
-            body: serde_json::json!({ "dataset_id": d.id }),
+            body: body(&NameClaim { dataset_id: d.id.clone() })?,
         };
         self.store
             .write(vec![
@@ -104,6 +110,13 @@ impl Catalog {
     pub async fn dataset(&self, id: &DatasetId) -> Result<Dataset, CatalogError> {
         let item = self.store.get(&keys::dataset(id)).await?.ok_or(CatalogError::NotFound)?;
         Ok(parse(item)?)
+    }
+
+    /// The dataset an organization knows by `name` (case-insensitive).
+    pub async fn dataset_by_name(&self, org: &OrgId, name: &DatasetName) -> Result<Dataset, CatalogError> {
+        let claim = self.store.get(&keys::dataset_name_claim(org, name)).await?.ok_or(CatalogError::NotFound)?;
+        let pointer: NameClaim = parse(claim)?;
+        self.dataset(&pointer.dataset_id).await
     }
 
     /// An organization's datasets by name, a page at a time.

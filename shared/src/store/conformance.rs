@@ -305,6 +305,10 @@ async fn catalog_datasets(store: &DynStore) {
     let other_org = dataset(&test_org(), "alpha");
     catalog.create_dataset(&other_org).await.unwrap();
     catalog.create_dataset(&dataset(&org, "beta")).await.unwrap();
+    let by_name = catalog.dataset_by_name(&org, &DatasetName::parse("ALPHA").unwrap()).await.unwrap();
+    assert_eq!(by_name.id, a.id, "lookup by name is case-insensitive");
+    let unknown = catalog.dataset_by_name(&org, &DatasetName::parse("gamma").unwrap()).await;
+    assert!(matches!(unknown, Err(CatalogError::NotFound)));
     assert!(matches!(catalog.dataset(&DatasetId::generate()).await, Err(CatalogError::NotFound)));
 
     let mut names = Vec::new();

@@ -1,0 +1,165 @@
+//! Everything a function needs, built once per process (per Lambda instance), plus the
+//! per-instance access cache that keeps metadata reads off the chunk hot path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+use crate::ApiError;
+use crate::auth::Authenticator;
+use crate::config::{Config, MetadataBackend};
+use crate::domain::{Dataset, DatasetId, ShareLink, TokenHash};
+use crate::objects::{Location, Objects, ObjectsError, S3Settings};
+use crate::store::catalog::CatalogError;
+use crate::store::dynamo::DynamoStore;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Catalog, DynStore, StoreError};
+
+/// A dataset as the chunk function needs it: its record and its opened storage location.
+pub struct ResolvedDataset {
+    pub dataset: Dataset,
+    pub location: Location,
+}
+
+/// Resolutions this instance trusts for at most `access_cache_ttl` (≤ 60 s). Negative answers
+/// are cached too, so a flood of unknown ids or tokens cannot reach the database either.
+#[derive(Clone)]
+pub struct AccessCache {
+    datasets: Cache<DatasetId, Option<Arc<ResolvedDataset>>>,
+    links: Cache<TokenHash, Option<Arc<ShareLink>>>,
+}
+
+impl AccessCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            datasets: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
+            links: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+        }
+    }
+}
+
+pub struct Services {
+    pub config: Config,
+    pub catalog: Catalog,
+    pub objects: Arc<Objects>,
+    pub auth: Arc<Authenticator>,
+    cache: AccessCache,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("catalog", &self.catalog).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    WeakKey(#[from] crate::auth::WeakKey),
+    #[error("could not open the metadata store")]
+    Store(#[from] StoreError),
+}
+
+/// The AWS SDK configuration for this process (endpoint override for LocalStack).
+pub async fn aws_sdk_config(config: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.aws_region.clone()));
+    if let Some(endpoint) = &config.aws_endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// Opens the metadata store the configuration names.
+pub async fn open_store(config: &Config) -> Result<DynStore, StoreError> {
+    Ok(match &config.metadata {
+        MetadataBackend::DynamoDb { table } => {
+            let sdk = aws_sdk_config(config).await;
+            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()))
+        }
+        MetadataBackend::Embedded { path } => Arc::new(EmbeddedStore::open(path)?),
+    })
+}
+
+impl Services {
+    pub fn new(config: Config, store: DynStore) -> Result<Self, StartupError> {
+        let objects = Arc::new(Objects::new(
+            S3Settings { endpoint: config.aws_endpoint.clone(), region: config.aws_region.clone() },
+            config.local_roots.clone(),
+            &config.signing_secret,
+        ));
+        let auth = Arc::new(Authenticator::new(config.admin_key.as_deref(), config.org.clone())?);
+        Ok(Self {
+            cache: AccessCache::new(config.access_cache_ttl),
+            catalog: Catalog::new(store),
+            objects,
+            auth,
+            config,
+        })
+    }
+
+    /// Configuration from the environment, store opened: what a Lambda's `main` calls.
+    pub async fn from_env() -> Result<Arc<Self>, StartupError> {
+        let config = Config::from_env()?;
+        let store = open_store(&config).await?;
+        Ok(Arc::new(Self::new(config, store)?))
+    }
+
+    /// The dataset and its storage, from this instance's cache when fresh.
+    pub async fn resolve_dataset(&self, id: &DatasetId) -> Result<Option<Arc<ResolvedDataset>>, ApiError> {
+        if let Some(hit) = self.cache.datasets.get(id) {
+            return Ok(hit);
+        }
+        let resolved = match self.catalog.dataset(id).await {
+            Ok(dataset) => {
+                let location = self.objects.locate(&dataset.storage).map_err(|e| match e {
+                    ObjectsError::Forbidden => ApiError::Forbidden("this dataset's storage is not readable here".into()),
+                    other => ApiError::internal(other),
+                })?;
+                Some(Arc::new(ResolvedDataset { dataset, location }))
+            }
+            Err(CatalogError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        self.cache.datasets.insert(id.clone(), resolved.clone());
+        Ok(resolved)
+    }
+
+    /// The link a token hash names, from this instance's cache when fresh.
+    pub async fn resolve_link(&self, hash: &TokenHash) -> Result<Option<Arc<ShareLink>>, ApiError> {
+        if let Some(hit) = self.cache.links.get(hash) {
+            return Ok(hit);
+        }
+        let link = match self.catalog.link_by_token(hash).await {
+            Ok(link) => Some(Arc::new(link)),
+            Err(CatalogError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        self.cache.links.insert(*hash, link.clone());
+        Ok(link)
+    }
+
+    /// Called after a change in this process, so that it takes effect here at once.
+    pub fn forget_dataset(&self, id: &DatasetId) {
+        self.cache.datasets.invalidate(id);
+    }
+
+    pub fn forget_link(&self, hash: &TokenHash) {
+        self.cache.links.invalidate(hash);
+    }
+
+    /// An absolute URL for `path` (which starts with `/`), when the public base is known.
+    pub fn public_url(&self, path: &str) -> String {
+        match &self.config.public_base_url {
+            Some(base) => format!("{base}{path}"),
+            None => path.to_owned(),
+        }
+    }
+
+    pub fn local_roots(&self) -> &[PathBuf] {
+        &self.config.local_roots
+    }
+}
