@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -59,18 +59,14 @@ pub fn router(services: Arc<Services>) -> Router {
     routes(services).fallback(shared::error::no_route).layer(shared::http::cors())
 }
 
-/// Just the routes, for mounting beside other functions' in the local server.
+/// Just the routes, for mounting beside other functions' in the local server. (`OPTIONS`,
+/// preflight or not, is answered by the CORS layer.)
 pub fn routes(services: Arc<Services>) -> Router {
     Router::new()
-        .route("/data/{dataset}/{*key}", get(public_read).head(public_read).options(options))
-        .route("/s/{token}/{*key}", get(link_read).head(link_read).options(options))
-        .route("/_blob/{*path}", get(blob_read).head(blob_read).options(options))
+        .route("/data/{dataset}/{*key}", get(public_read).head(public_read))
+        .route("/s/{token}/{*key}", get(link_read).head(link_read))
+        .route("/_blob/{*path}", get(blob_read).head(blob_read))
         .with_state(services)
-}
-
-/// A plain `OPTIONS` (preflights are answered by the CORS layer before reaching here).
-async fn options() -> impl IntoResponse {
-    (StatusCode::NO_CONTENT, [(header::ALLOW, "GET, HEAD, OPTIONS")])
 }
 
 /// Splits `/{prefix}/{first}/{rest...}` from the raw (still percent-encoded) path.
@@ -179,7 +175,7 @@ async fn blob_read(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<BlobQuery>,
+    shared::error::ApiQuery(q): shared::error::ApiQuery<BlobQuery>,
 ) -> Result<Response, ApiError> {
     let raw = uri.path().strip_prefix(BLOB_ROUTE_PREFIX).unwrap_or_default();
     let key = ObjectKey::parse_raw(raw)?;
