@@ -1,5 +1,5 @@
 # One Lambda per crate under functions/, built by
-#   cargo lambda build --release --arm64 --output-format zip   (-> target/lambda/<name>/bootstrap.zip)
+#   infra/scripts/package-lambdas.sh   (cargo lambda build --release --output-format zip -> target/lambda/<name>/bootstrap.zip)
 
 resource "aws_cloudwatch_log_group" "fn" {
   for_each = local.functions
@@ -16,7 +16,7 @@ resource "aws_lambda_function" "fn" {
   role          = aws_iam_role.fn[each.key].arn
 
   runtime       = "provided.al2023"
-  architectures = ["arm64"]
+  architectures = [var.lambda_architecture]
   handler       = "bootstrap"
   filename      = "${local.artifacts_dir}/${each.key}/bootstrap.zip"
   # Guarded so that validate/plan work before the zips are built (apply still needs them).

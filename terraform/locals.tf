@@ -30,15 +30,16 @@ locals {
       }
     }
     datasets = {
-      description = "The JSON API: organizations, users, teams, datasets, share links, annotations, projects."
+      description = "The JSON API: registering datasets, describing them, managing their share links."
       routes = [
         "ANY /api/{proxy+}",
       ]
       memory_mb = 512
       timeout_s = 15
       ddb_write = true
-      s3_write  = true
-      ses_send  = true
+      # Nothing writes annotation bodies or sends mail yet: granted when a route needs it.
+      s3_write = false
+      ses_send = false
       env = {
         ZARRSHARE_SENDER_EMAIL = var.sender_email
       }

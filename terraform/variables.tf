@@ -33,9 +33,19 @@ variable "tags" {
 }
 
 variable "artifacts_dir" {
-  description = "Directory holding <function>/bootstrap.zip as built by `cargo lambda build --release --arm64 --output-format zip` (default: <repo>/target/lambda)."
+  description = "Directory holding <function>/bootstrap.zip as built by infra/scripts/package-lambdas.sh (default: <repo>/target/lambda)."
   type        = string
   default     = null
+}
+
+variable "lambda_architecture" {
+  description = "Lambda CPU architecture; must match how infra/scripts/package-lambdas.sh built the zips (LAMBDA_ARCH=x86-64 or arm64)."
+  type        = string
+  default     = "x86_64"
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
 }
 
 variable "lambda_memory_mb" {

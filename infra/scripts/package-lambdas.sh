@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Builds every Lambda crate under functions/ into <target dir>/lambda/<name>/bootstrap.zip
 # (default <repo root>/target/lambda, which is terraform's default var.artifacts_dir):
-#   cargo lambda build --release --arm64 --output-format zip --package <each crate>
+#   cargo lambda build --release --x86-64 --output-format zip --package <each crate>
 #
 # cargo-lambda and the Zig toolchain it cross-links with come from PyPI (hash-locked in
 # requirements-tools.txt) into <repo root>/.tools/venv, created on first use.
 #
 # Env:
-#   LAMBDA_ARCH        arm64 (default; what terraform deploys) or x86-64
+#   LAMBDA_ARCH        x86-64 (default; terraform's default lambda_architecture) or arm64
 #   CARGO_TARGET_DIR   honoured as usual; zips land in $CARGO_TARGET_DIR/lambda/<name>/
 #   TOOLS_VENV         override the venv location
 # Extra arguments are passed to `cargo lambda build` (e.g. --locked).
 #
-# Needs the Rust standard library of the target: `rustup target add aarch64-unknown-linux-gnu`
-# (cargo-lambda tries that itself when it is missing, which needs the Rust distribution server).
+# arm64 (cheaper per GB-second) needs the Rust standard library of that target:
+# `rustup target add aarch64-unknown-linux-gnu` (which needs the Rust distribution server), then
+# LAMBDA_ARCH=arm64 and terraform -var lambda_architecture=arm64.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +22,7 @@ ROOT=$(cd "$HERE/../.." && pwd)                      # scripts live in <root>/in
 VENV=${TOOLS_VENV:-$ROOT/.tools/venv}
 PYTHON=${TOOLS_PYTHON:-python3.11}
 REQS=$HERE/requirements-tools.txt
-ARCH=${LAMBDA_ARCH:-arm64}
+ARCH=${LAMBDA_ARCH:-x86-64}
 
 die() { echo "package-lambdas: $*" >&2; exit 1; }
 case "$ARCH" in

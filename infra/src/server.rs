@@ -93,6 +93,18 @@ pub struct Running {
     pub services: Arc<Services>,
     pub admin_key: String,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Graceful stop: no new connections, open ones finished, then everything released
+    /// (the embedded database can be opened again at once).
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        let result = self.server.await.unwrap_or(Ok(()));
+        drop(self.services);
+        result
+    }
 }
 
 /// Reads a secret kept in the data directory, creating it (mode 0600) on first use.
@@ -199,8 +211,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
 
     let demo = if opts.seed_demo { Some(seed_demo(&services, &data_dir, &base_url, &admin_key).await?) } else { None };
     let app = app(services.clone(), counts.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        let signal = async move {
+            tokio::select! { _ = shutdown_signal() => {}, _ = stopped => {} }
+        };
+        axum::serve(listener, app).with_graceful_shutdown(signal).await
     });
     if let Some(path) = &opts.ready_file {
         let ready = Ready { base_url: base_url.clone(), demo: demo.clone(), admin_key_file: data_dir.join("admin.key") };
@@ -210,7 +226,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io(path))?;
     }
-    Ok(Running { base_url, addr, demo, counts, services, admin_key, server })
+    Ok(Running { base_url, addr, demo, counts, services, admin_key, server, stop })
 }
 
 async fn shutdown_signal() {

@@ -100,10 +100,10 @@ run "every_function_is_wired" {
   assert {
     condition = alltrue([
       for k, f in aws_lambda_function.fn :
-      f.runtime == "provided.al2023" && f.architectures == tolist(["arm64"]) && f.handler == "bootstrap" &&
+      f.runtime == "provided.al2023" && f.architectures == tolist(["x86_64"]) && f.handler == "bootstrap" &&
       f.filename == "/nonexistent/lambda-artifacts/${k}/bootstrap.zip"
     ])
-    error_message = "Functions must be provided.al2023 / arm64 / bootstrap zips from artifacts_dir (hash guarded when absent)."
+    error_message = "Functions must be provided.al2023 / x86_64 (default) / bootstrap zips from artifacts_dir (hash guarded when absent)."
   }
 
   assert {

@@ -57,6 +57,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         .route("/api/datasets/{id}/links", get(list_links).post(create_link))
         .route("/api/datasets/{id}/links/{link_id}", delete(revoke_link))
         .route("/api/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { services })
 }
@@ -85,6 +86,21 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// A known path asked with a method it does not have: a problem document like every other
+/// error (axum adds the `Allow` header).
+async fn method_not_allowed() -> Response {
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let problem = Problem {
+        kind: "https://zarrshare.dev/problems/method-not-allowed".into(),
+        title: status.canonical_reason().unwrap_or("Method Not Allowed").into(),
+        status: status.as_u16(),
+        detail: "this path does not support that method".into(),
+    };
+    let mut response = (status, ApiJson(problem)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
 }
 
 async fn openapi_document() -> Response {
