@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use zarrs::array::ArraySubset;
 use zarrs::array::codec::ZstdCodec;
 use zarrs::array::{ArrayBuilder, data_type};
-use zarrs::array::ArraySubset;
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
 
@@ -50,7 +50,9 @@ const CELLS: [([f64; 3], f64); 9] = [
 
 /// A deterministic, cheap pseudo-random value in `0..1` for a voxel.
 fn noise(z: u64, y: u64, x: u64) -> f64 {
-    let mut h = z.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ y.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ x.wrapping_mul(0x1656_67B1_9E37_79F9);
+    let mut h = z.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ y.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ x.wrapping_mul(0x1656_67B1_9E37_79F9);
     h ^= h >> 29;
     h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h ^= h >> 32;
@@ -157,7 +159,9 @@ pub fn write_pyramid(dir: &Path) -> Result<(), DemoError> {
     std::fs::create_dir_all(dir).map_err(|e| zarrs::storage::StorageError::from(Arc::new(e)))?;
     let store = Arc::new(FilesystemStore::new(dir)?);
     GroupBuilder::new()
-        .attributes(attrs(json!({"ome": {"version": "0.5", "multiscales": multiscales("demo-cells", LEVELS)}})))
+        .attributes(attrs(
+            json!({"ome": {"version": "0.5", "multiscales": multiscales("demo-cells", LEVELS)}}),
+        ))
         .build(store.clone(), "/")?
         .store_metadata()?;
 
@@ -165,18 +169,23 @@ pub fn write_pyramid(dir: &Path) -> Result<(), DemoError> {
     let mut shape = SHAPE;
     for level in 0..LEVELS {
         let array = ArrayBuilder::new(shape.to_vec(), CHUNK.to_vec(), data_type::uint16(), 0u16)
-            .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(3.into(), false))])
+            .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(3, false))])
             .dimension_names(["z", "y", "x"].into())
             .build(store.clone(), &format!("/{level}"))?;
         array.store_metadata()?;
-        array.store_array_subset(&ArraySubset::new_with_shape(shape.to_vec()), image.as_slice())?;
+        array.store_array_subset(
+            &ArraySubset::new_with_shape(shape.to_vec()),
+            image.as_slice(),
+        )?;
         if level + 1 < LEVELS {
             (image, shape) = downsample_mean(&image, shape);
         }
     }
 
     GroupBuilder::new()
-        .attributes(attrs(json!({"ome": {"version": "0.5", "labels": ["cells"]}})))
+        .attributes(attrs(
+            json!({"ome": {"version": "0.5", "labels": ["cells"]}}),
+        ))
         .build(store.clone(), "/labels")?
         .store_metadata()?;
     GroupBuilder::new()
@@ -192,11 +201,14 @@ pub fn write_pyramid(dir: &Path) -> Result<(), DemoError> {
         let shard = [0, 1, 2].map(|i| SHARD[i].min(shape[i]));
         let array = ArrayBuilder::new(shape.to_vec(), shard.to_vec(), data_type::uint32(), 0u32)
             .subchunk_shape(CHUNK.to_vec())
-            .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(3.into(), false))])
+            .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(3, false))])
             .dimension_names(["z", "y", "x"].into())
             .build(store.clone(), &format!("/labels/cells/{level}"))?;
         array.store_metadata()?;
-        array.store_array_subset(&ArraySubset::new_with_shape(shape.to_vec()), labels.as_slice())?;
+        array.store_array_subset(
+            &ArraySubset::new_with_shape(shape.to_vec()),
+            labels.as_slice(),
+        )?;
         if level + 1 < LABEL_LEVELS {
             (labels, shape) = downsample_pick(&labels, shape);
         }

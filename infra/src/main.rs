@@ -57,7 +57,15 @@ enum Command {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     shared::http::init_logging(false);
     match Cli::parse().command {
-        Command::Serve { port, data_dir, ready_file, aws, delivery, local_roots, no_demo } => {
+        Command::Serve {
+            port,
+            data_dir,
+            ready_file,
+            aws,
+            delivery,
+            local_roots,
+            no_demo,
+        } => {
             let opts = infra::server::ServeOptions {
                 port,
                 data_dir,
@@ -70,12 +78,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 local_roots,
                 seed_demo: !no_demo,
             };
+            let data_dir_key = opts.data_dir.join("admin.key");
             let running = infra::server::start(opts).await?;
-            tracing::info!(base_url = %running.base_url, "zarrshare serving");
+            println!("zarrshare serving on {} (Ctrl-C stops)", running.base_url);
+            println!("  API description:   {}/api/openapi.json", running.base_url);
+            println!("  admin key file:    {}", data_dir_key.display());
             if let Some(demo) = &running.demo {
-                println!("zarrshare on {}", running.base_url);
-                println!("  public demo:  {}", demo.public_url);
-                println!("  private demo: {} (share link printed only in the ready file and {}/demo.json)", demo.private_dataset_id, "the data directory");
+                println!("  public demo:       {}", demo.public_url);
+                println!("  private demo link: {}", demo.link_url);
             }
             running.server.await??;
         }
@@ -85,7 +95,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => std::env::var(name).ok(),
             })?;
             let sdk = shared::services::aws_sdk_config(&config).await;
-            infra::provision::provision(&sdk, &infra::provision::Resources::new(&table, &bucket)).await?;
+            infra::provision::provision(&sdk, &infra::provision::Resources::new(&table, &bucket))
+                .await?;
             println!("provisioned table {table} and bucket {bucket}");
         }
         Command::Openapi => {

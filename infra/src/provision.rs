@@ -3,10 +3,12 @@
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
-use aws_sdk_s3::types::{BucketLocationConstraint, CorsConfiguration, CorsRule, CreateBucketConfiguration};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CorsConfiguration, CorsRule, CreateBucketConfiguration,
+};
 
 /// What to create.
 #[derive(Clone, Debug)]
@@ -18,7 +20,11 @@ pub struct Resources {
 
 impl Resources {
     pub fn new(table: &str, bucket: &str) -> Self {
-        Self { table: table.to_owned(), bucket: bucket.to_owned(), sender: std::env::var("ZARRSHARE_SENDER_EMAIL").ok() }
+        Self {
+            table: table.to_owned(),
+            bucket: bucket.to_owned(),
+            sender: std::env::var("ZARRSHARE_SENDER_EMAIL").ok(),
+        }
     }
 }
 
@@ -37,35 +43,61 @@ pub enum ProvisionError {
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, aws_sdk_dynamodb::error::BuildError> {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build()
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
 }
 
 fn attr(name: &str) -> Result<AttributeDefinition, aws_sdk_dynamodb::error::BuildError> {
-    AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
 }
 
 pub async fn provision(sdk: &aws_config::SdkConfig, r: &Resources) -> Result<(), ProvisionError> {
     create_table(&aws_sdk_dynamodb::Client::new(sdk), &r.table).await?;
-    let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
-    create_bucket(&aws_sdk_s3::Client::from_conf(s3_config), &r.bucket, sdk.region().map(|r| r.as_ref())).await?;
+    let s3_config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(true)
+        .build();
+    create_bucket(
+        &aws_sdk_s3::Client::from_conf(s3_config),
+        &r.bucket,
+        sdk.region().map(|r| r.as_ref()),
+    )
+    .await?;
     if let Some(sender) = &r.sender {
         aws_sdk_ses::Client::new(sdk)
             .verify_email_identity()
             .email_address(sender)
             .send()
             .await
-            .map_err(|e| ProvisionError::Sender { sender: sender.clone(), source: e.into() })?;
+            .map_err(|e| ProvisionError::Sender {
+                sender: sender.clone(),
+                source: e.into(),
+            })?;
     }
     Ok(())
 }
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
-    let fail = |e: Source| ProvisionError::Table { table: table.to_owned(), source: e };
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), ProvisionError> {
+    let fail = |e: Source| ProvisionError::Table {
+        table: table.to_owned(),
+        source: e,
+    };
     let gsi = GlobalSecondaryIndex::builder()
         .index_name(shared::store::dynamo::GSI1_NAME)
         .key_schema(key("GSI1PK", KeyType::Hash).map_err(|e| fail(e.into()))?)
         .key_schema(key("GSI1SK", KeyType::Range).map_err(|e| fail(e.into()))?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
         .build()
         .map_err(|e| fail(e.into()))?;
     let created = client
@@ -87,10 +119,25 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         Err(e) => return Err(fail(e.into())),
     }
     for _ in 0..100 {
-        let described = client.describe_table().table_name(table).send().await.map_err(|e| fail(e.into()))?;
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| fail(e.into()))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            let ttl = TimeToLiveSpecification::builder().attribute_name("ttl").enabled(true).build().map_err(|e| fail(e.into()))?;
-            match client.update_time_to_live().table_name(table).time_to_live_specification(ttl).send().await {
+            let ttl = TimeToLiveSpecification::builder()
+                .attribute_name("ttl")
+                .enabled(true)
+                .build()
+                .map_err(|e| fail(e.into()))?;
+            match client
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(ttl)
+                .send()
+                .await
+            {
                 Ok(_) => {}
                 // Already enabled.
                 Err(e) if e.code() == Some("ValidationException") => {}
@@ -103,17 +150,30 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
     Err(ProvisionError::TableNotActive(table.to_owned()))
 }
 
-async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str, region: Option<&str>) -> Result<(), ProvisionError> {
-    let fail = |e: Source| ProvisionError::Bucket { bucket: bucket.to_owned(), source: e };
+async fn create_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    region: Option<&str>,
+) -> Result<(), ProvisionError> {
+    let fail = |e: Source| ProvisionError::Bucket {
+        bucket: bucket.to_owned(),
+        source: e,
+    };
     let mut request = client.create_bucket().bucket(bucket);
     if let Some(region) = region.filter(|r| *r != "us-east-1") {
         request = request.create_bucket_configuration(
-            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
         );
     }
     match request.send().await {
         Ok(_) => {}
-        Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => {}
+        Err(e)
+            if matches!(
+                e.code(),
+                Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+            ) => {}
         Err(e) => return Err(fail(e.into())),
     }
     let rule = CorsRule::builder()
@@ -127,7 +187,16 @@ async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str, region: Option
         .max_age_seconds(3600)
         .build()
         .map_err(|e| fail(e.into()))?;
-    let cors = CorsConfiguration::builder().cors_rules(rule).build().map_err(|e| fail(e.into()))?;
-    client.put_bucket_cors().bucket(bucket).cors_configuration(cors).send().await.map_err(|e| fail(e.into()))?;
+    let cors = CorsConfiguration::builder()
+        .cors_rules(rule)
+        .build()
+        .map_err(|e| fail(e.into()))?;
+    client
+        .put_bucket_cors()
+        .bucket(bucket)
+        .cors_configuration(cors)
+        .send()
+        .await
+        .map_err(|e| fail(e.into()))?;
     Ok(())
 }

@@ -39,7 +39,10 @@ pub struct ServeOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("I/O on {path}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] shared::config::ConfigError),
     #[error(transparent)]
@@ -57,7 +60,10 @@ pub enum ServeError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
-    move |source| ServeError::Io { path: path.to_path_buf(), source }
+    move |source| ServeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What `--ready-file` holds.
@@ -157,7 +163,10 @@ pub fn app(services: Arc<Services>, counts: Arc<CallCounts>) -> Router {
 }
 
 fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Config, ServeError> {
-    let admin_key = match std::env::var("ZARRSHARE_ADMIN_KEY").ok().filter(|k| !k.is_empty()) {
+    let admin_key = match std::env::var("ZARRSHARE_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
         Some(k) => k,
         None => secret_file(&data_dir.join("admin.key"))?,
     };
@@ -165,7 +174,11 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
     let objects_root = data_dir.join("objects");
     let mut roots = vec![objects_root];
     roots.extend(opts.local_roots.iter().cloned());
-    let roots_text = roots.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>().join(":");
+    let roots_text = roots
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
     let embedded = data_dir.join("meta.redb");
     let delivery = match opts.delivery {
         Delivery::Proxy => "proxy",
@@ -193,50 +206,74 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
 pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     std::fs::create_dir_all(opts.data_dir.join("objects")).map_err(io(&opts.data_dir))?;
     let data_dir = std::fs::canonicalize(&opts.data_dir).map_err(io(&opts.data_dir))?;
-    let listener = TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(io(&data_dir))?;
+    let listener = TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .map_err(io(&data_dir))?;
     let addr = listener.local_addr().map_err(io(&data_dir))?;
     let base_url = format!("http://{addr}");
     let config = config_for(&opts, &data_dir, &base_url)?;
     let admin_key = config.admin_key.clone().unwrap_or_default();
 
-    if opts.aws {
-        if let (MetadataBackend::DynamoDb { table }, Some(bucket)) = (&config.metadata, &config.data_bucket) {
-            let sdk = shared::services::aws_sdk_config(&config).await;
-            crate::provision::provision(&sdk, &crate::provision::Resources::new(table, bucket)).await?;
-        }
+    if opts.aws
+        && let (MetadataBackend::DynamoDb { table }, Some(bucket)) =
+            (&config.metadata, &config.data_bucket)
+    {
+        let sdk = shared::services::aws_sdk_config(&config).await;
+        crate::provision::provision(&sdk, &crate::provision::Resources::new(table, bucket)).await?;
     }
     let store = shared::services::open_store(&config).await?;
     let (store, counts) = Metered::wrap(store);
     let services = Arc::new(Services::new(config, store)?);
 
-    let demo = if opts.seed_demo { Some(seed_demo(&services, &data_dir, &base_url, &admin_key).await?) } else { None };
+    let demo = if opts.seed_demo {
+        Some(seed_demo(&services, &data_dir, &base_url, &admin_key).await?)
+    } else {
+        None
+    };
     let app = app(services.clone(), counts.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let signal = async move {
             tokio::select! { _ = shutdown_signal() => {}, _ = stopped => {} }
         };
-        axum::serve(listener, app).with_graceful_shutdown(signal).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
     });
     if let Some(path) = &opts.ready_file {
-        let ready = Ready { base_url: base_url.clone(), demo: demo.clone(), admin_key_file: data_dir.join("admin.key") };
-        let text = serde_json::to_string_pretty(&ready).map_err(|e| ServeError::Seed(e.to_string()))?;
+        let ready = Ready {
+            base_url: base_url.clone(),
+            demo: demo.clone(),
+            admin_key_file: data_dir.join("admin.key"),
+        };
+        let text =
+            serde_json::to_string_pretty(&ready).map_err(|e| ServeError::Seed(e.to_string()))?;
         // Write then rename, so a watcher never reads half a file.
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io(path))?;
     }
-    Ok(Running { base_url, addr, demo, counts, services, admin_key, server, stop })
+    Ok(Running {
+        base_url,
+        addr,
+        demo,
+        counts,
+        services,
+        admin_key,
+        server,
+        stop,
+    })
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -252,17 +289,34 @@ async fn demo_storage(services: &Services, data_dir: &Path) -> Result<StorageUrl
             .await
             .map_err(|e| ServeError::Seed(e.to_string()))??;
     }
-    let Some(bucket) = services.config.data_bucket.clone().filter(|_| matches!(services.config.metadata, MetadataBackend::DynamoDb { .. })) else {
+    let Some(bucket) = services
+        .config
+        .data_bucket
+        .clone()
+        .filter(|_| matches!(services.config.metadata, MetadataBackend::DynamoDb { .. }))
+    else {
         return Ok(StorageUrl::Local { path: local });
     };
-    let url = StorageUrl::S3 { bucket, prefix: "demo/cells.ome.zarr".into() };
-    let location = services.objects.locate(&url).map_err(|e| ServeError::Seed(e.to_string()))?;
+    let url = StorageUrl::S3 {
+        bucket,
+        prefix: "demo/cells.ome.zarr".into(),
+    };
+    let location = services
+        .objects
+        .locate(&url)
+        .map_err(|e| ServeError::Seed(e.to_string()))?;
     let marker = object_store::path::Path::from(format!("{}/zarr.json", location.root()));
     if location.store().head(&marker).await.is_err() {
         for entry in walk(&local) {
-            let rel = entry.strip_prefix(&local).map_err(|e| ServeError::Seed(e.to_string()))?;
+            let rel = entry
+                .strip_prefix(&local)
+                .map_err(|e| ServeError::Seed(e.to_string()))?;
             let bytes = std::fs::read(&entry).map_err(io(&entry))?;
-            let path = object_store::path::Path::from(format!("{}/{}", location.root(), rel.to_string_lossy()));
+            let path = object_store::path::Path::from(format!(
+                "{}/{}",
+                location.root(),
+                rel.to_string_lossy()
+            ));
             location.store().put(&path, bytes.into()).await?;
         }
     }
@@ -275,7 +329,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = entry.path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
         }
     }
     out.sort();
@@ -283,7 +341,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Calls the API in-process, as a client would.
-async fn call(app: &Router, method: &str, uri: &str, key: &str, body: serde_json::Value) -> Result<serde_json::Value, ServeError> {
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, ServeError> {
     let request = Request::builder()
         .method(method)
         .uri(uri)
@@ -291,14 +355,23 @@ async fn call(app: &Router, method: &str, uri: &str, key: &str, body: serde_json
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
         .map_err(|e| ServeError::Seed(e.to_string()))?;
-    let response = app.clone().oneshot(request).await.map_err(|e| ServeError::Seed(e.to_string()))?;
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|e| ServeError::Seed(e.to_string()))?;
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.map_err(|e| ServeError::Seed(e.to_string()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map_err(|e| ServeError::Seed(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     if status.is_success() {
         Ok(value)
     } else {
-        Err(ServeError::Seed(format!("{method} {uri}: {status}: {value}")))
+        Err(ServeError::Seed(format!(
+            "{method} {uri}: {status}: {value}"
+        )))
     }
 }
 
@@ -307,17 +380,35 @@ const PRIVATE_NAME: &str = "demo-private";
 
 /// Registers the demo pyramid (public and private) and a share link, through the API, once;
 /// later runs reuse them.
-async fn seed_demo(services: &Arc<Services>, data_dir: &Path, base_url: &str, admin_key: &str) -> Result<DemoInfo, ServeError> {
-    let state_file = data_dir.join(if matches!(services.config.metadata, MetadataBackend::DynamoDb { .. }) { "demo-aws.json" } else { "demo.json" });
+async fn seed_demo(
+    services: &Arc<Services>,
+    data_dir: &Path,
+    base_url: &str,
+    admin_key: &str,
+) -> Result<DemoInfo, ServeError> {
+    let state_file = data_dir.join(
+        if matches!(services.config.metadata, MetadataBackend::DynamoDb { .. }) {
+            "demo-aws.json"
+        } else {
+            "demo.json"
+        },
+    );
     let info = |s: &DemoState| DemoInfo {
         dataset_id: s.dataset_id.clone(),
         public_url: format!("{base_url}/data/{}/", s.dataset_id),
         private_dataset_id: s.private_dataset_id.clone(),
         link_url: format!("{base_url}/s/{}/", s.link_token),
     };
-    if let Some(state) = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice::<DemoState>(&b).ok()) {
+    if let Some(state) = std::fs::read(&state_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<DemoState>(&b).ok())
+    {
         let still_there = match LinkToken::parse(&state.link_token) {
-            Ok(token) => services.catalog.link_by_token(&token.hash()).await.is_ok_and(|l| l.revoked_at.is_none()),
+            Ok(token) => services
+                .catalog
+                .link_by_token(&token.hash())
+                .await
+                .is_ok_and(|l| l.revoked_at.is_none()),
             Err(_) => false,
         };
         if still_there {
@@ -329,7 +420,10 @@ async fn seed_demo(services: &Arc<Services>, data_dir: &Path, base_url: &str, ad
     let app = datasets::router(services.clone());
     let org = services.auth.org().clone();
     let mut ids = Vec::new();
-    for (name, visibility, featured) in [(PUBLIC_NAME, "public", true), (PRIVATE_NAME, "private", false)] {
+    for (name, visibility, featured) in [
+        (PUBLIC_NAME, "public", true),
+        (PRIVATE_NAME, "private", false),
+    ] {
         let existing = match DatasetName::parse(name) {
             Ok(n) => services.catalog.dataset_by_name(&org, &n).await.ok(),
             Err(_) => None,
@@ -351,17 +445,30 @@ async fn seed_demo(services: &Arc<Services>, data_dir: &Path, base_url: &str, ad
         };
         ids.push(id);
     }
-    let link = call(&app, "POST", &format!("/api/datasets/{}/links", ids[1]), admin_key, json!({"label": "demo reviewer link"})).await?;
+    let link = call(
+        &app,
+        "POST",
+        &format!("/api/datasets/{}/links", ids[1]),
+        admin_key,
+        json!({"label": "demo reviewer link"}),
+    )
+    .await?;
     let state = DemoState {
         dataset_id: ids[0].clone(),
         private_dataset_id: ids[1].clone(),
         link_token: link["token"].as_str().unwrap_or_default().to_owned(),
     };
-    write_private(&state_file, &serde_json::to_string_pretty(&state).map_err(|e| ServeError::Seed(e.to_string()))?)?;
+    write_private(
+        &state_file,
+        &serde_json::to_string_pretty(&state).map_err(|e| ServeError::Seed(e.to_string()))?,
+    )?;
     Ok(info(&state))
 }
 
 /// `GET /` for people who open the base URL in a browser.
 async fn index() -> impl IntoResponse {
-    (StatusCode::OK, "zarrshare local server: the API is described at /api/openapi.json\n")
+    (
+        StatusCode::OK,
+        "zarrshare local server: the API is described at /api/openapi.json\n",
+    )
 }

@@ -10,7 +10,9 @@ use infra::server::{ServeOptions, start};
 use shared::config::Delivery;
 
 async fn read_with_zarr_python(delivery: Delivery) {
-    let Some(python) = support::client_python() else { return };
+    let Some(python) = support::client_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let running = start(ServeOptions {
         port: 0,
@@ -24,7 +26,11 @@ async fn read_with_zarr_python(delivery: Delivery) {
     .await
     .unwrap();
     let demo = running.demo.clone().unwrap();
-    let source = dir.path().canonicalize().unwrap().join("objects/demo/cells.ome.zarr");
+    let source = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("objects/demo/cells.ome.zarr");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_demo.py");
     let output = tokio::process::Command::new(python)
         .arg(script)
@@ -35,16 +41,31 @@ async fn read_with_zarr_python(delivery: Delivery) {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "zarr-python failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let reports: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        output.status.success(),
+        "zarr-python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(reports.len(), 2, "one report per URL");
     for report in &reports {
         let arrays = report["arrays"].as_array().unwrap();
         let paths: Vec<&str> = arrays.iter().map(|a| a["path"].as_str().unwrap()).collect();
-        assert_eq!(paths, ["0", "1", "2", "labels/cells/0", "labels/cells/1"], "{report}");
+        assert_eq!(
+            paths,
+            ["0", "1", "2", "labels/cells/0", "labels/cells/1"],
+            "{report}"
+        );
         assert!(arrays.iter().all(|a| a["equal"] == true), "{report}");
         assert_eq!(arrays[0]["shape"], serde_json::json!([128, 256, 256]));
-        assert_eq!(arrays[3]["shards"], serde_json::json!([128, 128, 128]), "label level 0 is sharded");
+        assert_eq!(
+            arrays[3]["shards"],
+            serde_json::json!([128, 128, 128]),
+            "label level 0 is sharded"
+        );
     }
     running.stop().await.unwrap();
 }

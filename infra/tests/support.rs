@@ -14,7 +14,13 @@ pub fn client_python() -> Option<PathBuf> {
     if python.exists() {
         return Some(python);
     }
-    assert!(std::env::var_os("CI").is_none(), "CI must run the real-client tests: run infra/scripts/python-clients.sh");
-    eprintln!("skipped: no client venv at {} (run infra/scripts/python-clients.sh)", python.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the real-client tests: run infra/scripts/python-clients.sh"
+    );
+    eprintln!(
+        "skipped: no client venv at {} (run infra/scripts/python-clients.sh)",
+        python.display()
+    );
     None
 }

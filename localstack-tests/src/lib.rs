@@ -59,7 +59,10 @@ pub struct LocalStack {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The gate every test passes first: `Some` when LocalStack is reachable at
@@ -77,26 +80,44 @@ pub async fn localstack() -> Option<LocalStack> {
     // configuration error to report, not a reason to skip.
     for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
         if env(name).is_none() {
-            panic!("LocalStack answers at {endpoint}, but {name} is not set (LocalStack accepts AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test)");
+            panic!(
+                "LocalStack answers at {endpoint}, but {name} is not set (LocalStack accepts AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test)"
+            );
         }
     }
-    let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
+    let region = env("AWS_REGION")
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.clone()))
         .endpoint_url(&endpoint)
         .load()
         .await;
-    Some(LocalStack { endpoint, region, sdk })
+    Some(LocalStack {
+        endpoint,
+        region,
+        sdk,
+    })
 }
 
 /// Whether S3 and DynamoDB report themselves usable.
 async fn health(endpoint: &str) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
-    let response = client.get(format!("{endpoint}/_localstack/health")).send().await.map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(format!("{endpoint}/_localstack/health"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }
-    let body: serde_json::Value = response.json().await.map_err(|e| format!("not JSON: {e}"))?;
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("not JSON: {e}"))?;
     for service in ["s3", "dynamodb"] {
         let state = body["services"][service].as_str().unwrap_or("absent");
         if !matches!(state, "running" | "available") {
@@ -107,13 +128,22 @@ async fn health(endpoint: &str) -> Result<(), String> {
 }
 
 fn not_running<T>(why: &str) -> Option<T> {
-    let test = std::thread::current().name().filter(|n| *n != "main").map(|n| format!("{n}: ")).unwrap_or_default();
+    let test = std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .map(|n| format!("{n}: "))
+        .unwrap_or_default();
     if std::env::var_os("CI").is_some() {
-        panic!("{test}LocalStack is required when CI is set, but {why}; run infra/localstack/start.sh and export AWS_ENDPOINT_URL=http://127.0.0.1:4566");
+        panic!(
+            "{test}LocalStack is required when CI is set, but {why}; run infra/localstack/start.sh and export AWS_ENDPOINT_URL=http://127.0.0.1:4566"
+        );
     }
     // Written to the process's stderr directly: libtest captures `eprintln!` of passing tests,
     // and a skip must be visible.
-    let _ = writeln!(std::io::stderr(), "{test}skipped: LocalStack not running (run infra/localstack/start.sh): {why}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}skipped: LocalStack not running (run infra/localstack/start.sh): {why}"
+    );
     None
 }
 
@@ -121,9 +151,16 @@ fn not_running<T>(why: &str) -> Option<T> {
 /// tables, organizations and dataset names), at most `prefix.len() + 27` characters.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{:x}-{:x}-{n}", std::process::id(), (nanos as u64) & 0xffff_ffff_ffff)
+    format!(
+        "{prefix}-{:x}-{:x}-{n}",
+        std::process::id(),
+        (nanos as u64) & 0xffff_ffff_ffff
+    )
 }
 
 impl LocalStack {
@@ -133,7 +170,11 @@ impl LocalStack {
 
     /// Path-style addressing: virtual-host style would need DNS for `bucket.127.0.0.1`.
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build())
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.sdk)
+                .force_path_style(true)
+                .build(),
+        )
     }
 
     /// Creates (idempotently) a table and a bucket the way the product provisions them.
@@ -166,23 +207,43 @@ impl LocalStack {
     }
 
     /// Services over DynamoDB `table` and S3, with every metadata-store call counted.
-    pub fn services(&self, table: &str, delivery: &str, org: &str) -> (Arc<Services>, Arc<CallCounts>) {
+    pub fn services(
+        &self,
+        table: &str,
+        delivery: &str,
+        org: &str,
+    ) -> (Arc<Services>, Arc<CallCounts>) {
         let store: DynStore = Arc::new(DynamoStore::new(self.dynamodb(), table));
         let (store, counts) = Metered::wrap(store);
-        let services = Services::new(self.config(table, delivery, org), store).unwrap_or_else(|e| panic!("services: {e}"));
+        let services = Services::new(self.config(table, delivery, org), store)
+            .unwrap_or_else(|e| panic!("services: {e}"));
         (Arc::new(services), counts)
     }
 
     /// Uploads every file below `dir` to `s3://bucket/prefix/...` with the SDK; returns each
     /// object's key relative to `prefix` and its bytes.
-    pub async fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    pub async fn upload_dir(
+        &self,
+        dir: &Path,
+        bucket: &str,
+        prefix: &str,
+    ) -> BTreeMap<String, Vec<u8>> {
         let s3 = self.s3();
         let mut uploads = tokio::task::JoinSet::new();
         let mut files = BTreeMap::new();
         for path in walk(dir) {
-            let rel = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let (s3, bucket, key, body) = (s3.clone(), bucket.to_owned(), format!("{prefix}/{rel}"), bytes.clone());
+            let (s3, bucket, key, body) = (
+                s3.clone(),
+                bucket.to_owned(),
+                format!("{prefix}/{rel}"),
+                bytes.clone(),
+            );
             uploads.spawn(async move {
                 s3.put_object()
                     .bucket(&bucket)
@@ -190,7 +251,9 @@ impl LocalStack {
                     .body(body.into())
                     .send()
                     .await
-                    .unwrap_or_else(|e| panic!("PutObject s3://{bucket}/{key}: {}", error_chain(&e)))
+                    .unwrap_or_else(|e| {
+                        panic!("PutObject s3://{bucket}/{key}: {}", error_chain(&e))
+                    })
             });
             files.insert(rel, bytes);
         }
@@ -208,7 +271,11 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
             let p = entry.unwrap().path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
         }
     }
     out.sort();
@@ -253,7 +320,8 @@ impl LocalStack {
 pub async fn demo_pyramid() -> tempfile::TempDir {
     tokio::task::spawn_blocking(|| {
         let dir = tempfile::tempdir().unwrap();
-        infra::demo::write_pyramid(dir.path()).unwrap_or_else(|e| panic!("writing the demo pyramid: {}", error_chain(&e)));
+        infra::demo::write_pyramid(dir.path())
+            .unwrap_or_else(|e| panic!("writing the demo pyramid: {}", error_chain(&e)));
         dir
     })
     .await
@@ -286,14 +354,25 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
 /// Sends one request through a router in-process (`oneshot`), as API Gateway would hand it to
 /// the Lambda. `headers` are `(name, value)` pairs; a JSON `body` sets `Content-Type`.
-pub async fn send(router: &Router, method: Method, uri: &str, headers: &[(&str, &str)], body: Option<serde_json::Value>) -> Reply {
+pub async fn send(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Reply {
     let mut request = Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -305,9 +384,20 @@ pub async fn send(router: &Router, method: Method, uri: &str, headers: &[(&str, 
         }
         None => Body::empty(),
     };
-    let response = router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+    let response = router
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 64 << 20).await.unwrap().to_vec();
-    Reply { status, headers, body }
+    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }

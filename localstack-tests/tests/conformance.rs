@@ -13,7 +13,10 @@ use shared::store::dynamo::{DynamoStore, GSI1_NAME};
 
 /// `(attribute, key type)` pairs of a key schema.
 fn schema(elements: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Vec<(String, KeyType)> {
-    elements.iter().map(|e| (e.attribute_name().to_owned(), e.key_type().clone())).collect()
+    elements
+        .iter()
+        .map(|e| (e.attribute_name().to_owned(), e.key_type().clone()))
+        .collect()
 }
 
 async fn delete_table(ls: &LocalStack, table: &str) {
@@ -43,11 +46,19 @@ async fn provisioning_creates_the_table_with_gsi1_and_ttl_idempotently() {
     ls.provision(&table, &bucket).await;
 
     let ddb = ls.dynamodb();
-    let described = ddb.describe_table().table_name(&table).send().await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let described = ddb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let t = described.table().expect("DescribeTable returns the table");
     assert_eq!(
         schema(t.key_schema()),
-        [("PK".to_owned(), KeyType::Hash), ("SK".to_owned(), KeyType::Range)],
+        [
+            ("PK".to_owned(), KeyType::Hash),
+            ("SK".to_owned(), KeyType::Range)
+        ],
         "primary key"
     );
     assert_eq!(
@@ -62,7 +73,10 @@ async fn provisioning_creates_the_table_with_gsi1_and_ttl_idempotently() {
         .unwrap_or_else(|| panic!("no index {GSI1_NAME} on {table}: {gsis:?}"));
     assert_eq!(
         schema(gsi1.key_schema()),
-        [("GSI1PK".to_owned(), KeyType::Hash), ("GSI1SK".to_owned(), KeyType::Range)],
+        [
+            ("GSI1PK".to_owned(), KeyType::Hash),
+            ("GSI1SK".to_owned(), KeyType::Range)
+        ],
         "GSI1 key"
     );
     assert_eq!(
@@ -71,21 +85,53 @@ async fn provisioning_creates_the_table_with_gsi1_and_ttl_idempotently() {
         "GSI1 projects whole items (the adapter reads records from the index)"
     );
 
-    let ttl = ddb.describe_time_to_live().table_name(&table).send().await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let ttl = ttl.time_to_live_description().expect("DescribeTimeToLive returns a description");
-    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled), "TTL status");
-    assert_eq!(ttl.attribute_name(), Some("ttl"), "TTL attribute (the adapter writes `ttl`)");
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let ttl = ttl
+        .time_to_live_description()
+        .expect("DescribeTimeToLive returns a description");
+    assert_eq!(
+        ttl.time_to_live_status(),
+        Some(&TimeToLiveStatus::Enabled),
+        "TTL status"
+    );
+    assert_eq!(
+        ttl.attribute_name(),
+        Some("ttl"),
+        "TTL attribute (the adapter writes `ttl`)"
+    );
 
     // The bucket exists and answers cross-origin viewers.
     let s3 = ls.s3();
-    s3.head_bucket().bucket(&bucket).send().await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let cors = s3.get_bucket_cors().bucket(&bucket).send().await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    s3.head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let cors = s3
+        .get_bucket_cors()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let rule = cors.cors_rules().first().expect("a CORS rule");
     let methods: Vec<&str> = rule.allowed_methods().iter().map(String::as_str).collect();
-    assert!(methods.contains(&"GET") && methods.contains(&"HEAD"), "CORS methods: {methods:?}");
+    assert!(
+        methods.contains(&"GET") && methods.contains(&"HEAD"),
+        "CORS methods: {methods:?}"
+    );
     assert_eq!(rule.allowed_origins(), ["*"], "CORS origins");
     for exposed in ["Content-Range", "Content-Length", "ETag"] {
-        assert!(rule.expose_headers().iter().any(|h| h.eq_ignore_ascii_case(exposed)), "CORS exposes {exposed}: {rule:?}");
+        assert!(
+            rule.expose_headers()
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(exposed)),
+            "CORS exposes {exposed}: {rule:?}"
+        );
     }
 
     delete_table(&ls, &table).await;

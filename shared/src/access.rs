@@ -91,17 +91,19 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
     use Decision::{Allow, Deny};
     match (actor, resource) {
         (Actor::OrgAdmin { org }, Resource::Organization(target)) => {
-            if org == target { Allow } else { Deny(Denial::Forbidden) }
+            if org == target {
+                Allow
+            } else {
+                Deny(Denial::Forbidden)
+            }
         }
         (Actor::OrgAdmin { org }, Resource::Dataset(d)) => {
-            if org == d.org {
-                Allow
-            } else if d.visibility == Visibility::Public && matches!(action, Action::ReadData | Action::ViewDataset) {
-                Allow
-            } else if d.visibility == Visibility::Public {
-                Deny(Denial::Forbidden)
-            } else {
-                Deny(Denial::Hidden)
+            let reading = matches!(action, Action::ReadData | Action::ViewDataset);
+            match (org == d.org, d.visibility) {
+                (true, _) => Allow,
+                (false, Visibility::Public) if reading => Allow,
+                (false, Visibility::Public) => Deny(Denial::Forbidden),
+                (false, Visibility::Private) => Deny(Denial::Hidden),
             }
         }
         (Actor::Anonymous, Resource::Organization(_)) => Deny(Denial::Unauthenticated),
@@ -144,10 +146,10 @@ impl From<Denial> for crate::ApiError {
 mod tests {
     use super::*;
     use crate::domain::now;
-    use time::Duration;
     use Action::*;
     use Decision::Allow;
     use Denial::*;
+    use time::Duration;
 
     fn org(s: &str) -> OrgId {
         OrgId::parse(s).unwrap_or_else(|e| panic!("{e}"))
@@ -161,15 +163,30 @@ mod tests {
         let ds = DatasetId::generate();
         let other_ds = DatasetId::generate();
         let link = |dataset: &DatasetId, revoked: bool, expires: Option<Timestamp>| {
-            Actor::LinkHolder(LinkFacts { dataset: dataset.clone(), revoked, expires_at: expires })
+            Actor::LinkHolder(LinkFacts {
+                dataset: dataset.clone(),
+                revoked,
+                expires_at: expires,
+            })
         };
         let principals: Vec<(&str, Actor)> = vec![
             ("anonymous", Actor::Anonymous),
             ("admin", Actor::OrgAdmin { org: home.clone() }),
-            ("other org admin", Actor::OrgAdmin { org: org("rival-lab") }),
+            (
+                "other org admin",
+                Actor::OrgAdmin {
+                    org: org("rival-lab"),
+                },
+            ),
             ("link", link(&ds, false, None)),
-            ("link with future expiry", link(&ds, false, Some(t + Duration::hours(1)))),
-            ("expired link", link(&ds, false, Some(t - Duration::seconds(1)))),
+            (
+                "link with future expiry",
+                link(&ds, false, Some(t + Duration::hours(1))),
+            ),
+            (
+                "expired link",
+                link(&ds, false, Some(t - Duration::seconds(1))),
+            ),
             ("revoked link", link(&ds, true, None)),
             ("link to another dataset", link(&other_ds, false, None)),
         ];
@@ -181,8 +198,18 @@ mod tests {
             [Allow, Allow, d(Forbidden), d(Forbidden)],
             [Allow, Allow, d(Forbidden), d(Forbidden)],
             [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [d(LinkExpired), d(LinkExpired), d(LinkExpired), d(LinkExpired)],
-            [d(LinkRevoked), d(LinkRevoked), d(LinkRevoked), d(LinkRevoked)],
+            [
+                d(LinkExpired),
+                d(LinkExpired),
+                d(LinkExpired),
+                d(LinkExpired),
+            ],
+            [
+                d(LinkRevoked),
+                d(LinkRevoked),
+                d(LinkRevoked),
+                d(LinkRevoked),
+            ],
             [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
         ];
         let private: [[Decision; 4]; 8] = [
@@ -191,17 +218,34 @@ mod tests {
             [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
             [Allow, Allow, d(Forbidden), d(Forbidden)],
             [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [d(LinkExpired), d(LinkExpired), d(LinkExpired), d(LinkExpired)],
-            [d(LinkRevoked), d(LinkRevoked), d(LinkRevoked), d(LinkRevoked)],
+            [
+                d(LinkExpired),
+                d(LinkExpired),
+                d(LinkExpired),
+                d(LinkExpired),
+            ],
+            [
+                d(LinkRevoked),
+                d(LinkRevoked),
+                d(LinkRevoked),
+                d(LinkRevoked),
+            ],
             [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
         ];
         let actions = [ReadData, ViewDataset, UpdateDataset, ManageLinks];
         for (visibility, table) in [(Visibility::Public, public), (Visibility::Private, private)] {
-            let facts = DatasetFacts { id: &ds, org: &home, visibility };
+            let facts = DatasetFacts {
+                id: &ds,
+                org: &home,
+                visibility,
+            };
             for ((who, actor), row) in principals.iter().zip(table) {
                 for (action, expected) in actions.iter().zip(row) {
                     let got = decide(actor, *action, Resource::Dataset(facts), t);
-                    assert_eq!(got, expected, "{who} × {action:?} on a {visibility:?} dataset");
+                    assert_eq!(
+                        got, expected,
+                        "{who} × {action:?} on a {visibility:?} dataset"
+                    );
                 }
             }
         }
@@ -214,9 +258,18 @@ mod tests {
         let cases = [
             (Actor::Anonymous, Decision::Deny(Unauthenticated)),
             (Actor::OrgAdmin { org: home.clone() }, Allow),
-            (Actor::OrgAdmin { org: org("rival-lab") }, Decision::Deny(Forbidden)),
             (
-                Actor::LinkHolder(LinkFacts { dataset: DatasetId::generate(), revoked: false, expires_at: None }),
+                Actor::OrgAdmin {
+                    org: org("rival-lab"),
+                },
+                Decision::Deny(Forbidden),
+            ),
+            (
+                Actor::LinkHolder(LinkFacts {
+                    dataset: DatasetId::generate(),
+                    revoked: false,
+                    expires_at: None,
+                }),
                 Decision::Deny(Unauthenticated),
             ),
         ];

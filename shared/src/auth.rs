@@ -24,7 +24,9 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("org", &self.org).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,7 +45,10 @@ impl Authenticator {
             Some(k) => Some(Sha256::digest(k.as_bytes()).into()),
             None => None,
         };
-        Ok(Self { admin_key_hash, org })
+        Ok(Self {
+            admin_key_hash,
+            org,
+        })
     }
 
     pub fn org(&self) -> &OrgId {
@@ -58,12 +63,17 @@ impl Authenticator {
         let presented = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .ok_or(ApiError::Unauthorized)?;
         let expected = self.admin_key_hash.ok_or(ApiError::Unauthorized)?;
         let presented: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
         if bool::from(presented.ct_eq(&expected)) {
-            Ok(Actor::OrgAdmin { org: self.org.clone() })
+            Ok(Actor::OrgAdmin {
+                org: self.org.clone(),
+            })
         } else {
             Err(ApiError::Unauthorized)
         }
@@ -92,13 +102,19 @@ mod tests {
     use super::*;
 
     fn auth() -> Authenticator {
-        Authenticator::new(Some("correct horse battery staple"), OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Authenticator::new(
+            Some("correct horse battery staple"),
+            OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn headers(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, v.parse().unwrap_or_else(|e| panic!("{e}")));
+        h.insert(
+            http::header::AUTHORIZATION,
+            v.parse().unwrap_or_else(|e| panic!("{e}")),
+        );
         h
     }
 
@@ -110,9 +126,23 @@ mod tests {
 
     #[test]
     fn no_header_is_anonymous_and_a_wrong_one_is_refused() {
-        assert!(matches!(auth().authenticate(&HeaderMap::new()), Ok(Actor::Anonymous)));
-        for bad in ["Bearer wrong", "Basic Y29ycmVjdA==", "Bearer ", "correct horse battery staple"] {
-            assert!(matches!(auth().authenticate(&headers(bad)), Err(ApiError::Unauthorized)), "{bad}");
+        assert!(matches!(
+            auth().authenticate(&HeaderMap::new()),
+            Ok(Actor::Anonymous)
+        ));
+        for bad in [
+            "Bearer wrong",
+            "Basic Y29ycmVjdA==",
+            "Bearer ",
+            "correct horse battery staple",
+        ] {
+            assert!(
+                matches!(
+                    auth().authenticate(&headers(bad)),
+                    Err(ApiError::Unauthorized)
+                ),
+                "{bad}"
+            );
         }
     }
 

@@ -53,17 +53,27 @@ pub enum ConfigError {
     #[error("{name} is required")]
     Missing { name: &'static str },
     #[error("{name} is invalid: {why}")]
-    Invalid { name: &'static str, why: &'static str },
+    Invalid {
+        name: &'static str,
+        why: &'static str,
+    },
 }
 
-fn seconds(var: &impl Fn(&str) -> Option<String>, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+fn seconds(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match var(name) {
         None => Ok(default),
         Some(v) => v
             .trim()
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|_| ConfigError::Invalid { name, why: "not a whole number of seconds" }),
+            .map_err(|_| ConfigError::Invalid {
+                name,
+                why: "not a whole number of seconds",
+            }),
     }
 }
 
@@ -80,26 +90,54 @@ impl Config {
         let metadata = match (var("ZARRSHARE_TABLE"), var("ZARRSHARE_EMBEDDED_DB")) {
             (Some(table), _) => MetadataBackend::DynamoDb { table },
             (None, Some(path)) => MetadataBackend::Embedded { path: path.into() },
-            (None, None) => return Err(ConfigError::Missing { name: "ZARRSHARE_TABLE" }),
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    name: "ZARRSHARE_TABLE",
+                });
+            }
         };
         let delivery = match var("ZARRSHARE_DELIVERY").as_deref() {
             None | Some("proxy") => Delivery::Proxy,
             Some("redirect") => Delivery::Redirect,
-            Some(_) => return Err(ConfigError::Invalid { name: "ZARRSHARE_DELIVERY", why: "must be proxy or redirect" }),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "ZARRSHARE_DELIVERY",
+                    why: "must be proxy or redirect",
+                });
+            }
         };
-        let access_cache_ttl = seconds(&var, "ZARRSHARE_ACCESS_CACHE_TTL_SECS", DEFAULT_ACCESS_CACHE_TTL)?;
+        let access_cache_ttl = seconds(
+            &var,
+            "ZARRSHARE_ACCESS_CACHE_TTL_SECS",
+            DEFAULT_ACCESS_CACHE_TTL,
+        )?;
         if access_cache_ttl > MAX_ACCESS_CACHE_TTL {
-            return Err(ConfigError::Invalid { name: "ZARRSHARE_ACCESS_CACHE_TTL_SECS", why: "must be at most 60" });
+            return Err(ConfigError::Invalid {
+                name: "ZARRSHARE_ACCESS_CACHE_TTL_SECS",
+                why: "must be at most 60",
+            });
         }
-        let org = OrgId::parse(&var("ZARRSHARE_ORG").unwrap_or_else(|| "default".into()))
-            .map_err(|_| ConfigError::Invalid { name: "ZARRSHARE_ORG", why: "not an organization slug" })?;
+        let org = OrgId::parse(&var("ZARRSHARE_ORG").unwrap_or_else(|| "default".into())).map_err(
+            |_| ConfigError::Invalid {
+                name: "ZARRSHARE_ORG",
+                why: "not an organization slug",
+            },
+        )?;
         let max_proxy_bytes = match var("ZARRSHARE_MAX_PROXY_BYTES") {
             None => 5 * 1024 * 1024,
-            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid { name: "ZARRSHARE_MAX_PROXY_BYTES", why: "not a number" })?,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "ZARRSHARE_MAX_PROXY_BYTES",
+                why: "not a number",
+            })?,
         };
         let signing_secret = match var("ZARRSHARE_SIGNING_SECRET") {
             Some(s) if s.len() >= 32 => s.into_bytes(),
-            Some(_) => return Err(ConfigError::Invalid { name: "ZARRSHARE_SIGNING_SECRET", why: "must be at least 32 characters" }),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "ZARRSHARE_SIGNING_SECRET",
+                    why: "must be at least 32 characters",
+                });
+            }
             None => {
                 // Only local presigned URLs use it; a per-process random key is then correct.
                 let mut key = vec![0u8; 32];
@@ -111,16 +149,24 @@ impl Config {
             metadata,
             data_bucket: var("ZARRSHARE_DATA_BUCKET"),
             aws_endpoint: var("AWS_ENDPOINT_URL"),
-            aws_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into()),
+            aws_region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
             delivery,
             access_cache_ttl,
             presign_ttl: seconds(&var, "ZARRSHARE_PRESIGN_TTL_SECS", Duration::from_secs(300))?,
             max_proxy_bytes,
             admin_key: var("ZARRSHARE_ADMIN_KEY"),
             org,
-            public_base_url: var("ZARRSHARE_PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            public_base_url: var("ZARRSHARE_PUBLIC_BASE_URL")
+                .map(|u| u.trim_end_matches('/').to_owned()),
             local_roots: var("ZARRSHARE_LOCAL_ROOTS")
-                .map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+                .map(|v| {
+                    v.split(':')
+                        .filter(|p| !p.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             signing_secret,
         })

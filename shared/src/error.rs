@@ -40,7 +40,10 @@ pub enum ApiError {
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the service is temporarily unavailable")]
-    Unavailable { retry_after_secs: u64, source: Source },
+    Unavailable {
+        retry_after_secs: u64,
+        source: Source,
+    },
     #[error("internal error")]
     Internal(Source),
 }
@@ -102,8 +105,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            Self::Internal(source) => tracing::error!(error = %source, debug = ?source, "internal error"),
-            Self::Unavailable { source, .. } => tracing::warn!(error = %source, "dependency unavailable"),
+            Self::Internal(source) => {
+                tracing::error!(error = %source, debug = ?source, "internal error")
+            }
+            Self::Unavailable { source, .. } => {
+                tracing::warn!(error = %source, "dependency unavailable")
+            }
             _ => {}
         }
         let problem = Problem {
@@ -114,14 +121,20 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(problem)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         match self {
             Self::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);
                 }
             }
-            Self::TooManyRequests { retry_after_secs } | Self::Unavailable { retry_after_secs, .. } => {
+            Self::TooManyRequests { retry_after_secs }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::Unauthorized => {
@@ -143,7 +156,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => Self::Conflict("a concurrent change won; retry".into()),
-            StoreError::Throttled { source } => Self::Unavailable { retry_after_secs: 1, source },
+            StoreError::Throttled { source } => Self::Unavailable {
+                retry_after_secs: 1,
+                source,
+            },
             other => Self::internal(other),
         }
     }
@@ -153,7 +169,9 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::NotFound => Self::NotFound("no such resource".into()),
-            CatalogError::Conflict => Self::Conflict("the resource changed or the name is taken".into()),
+            CatalogError::Conflict => {
+                Self::Conflict("the resource changed or the name is taken".into())
+            }
             CatalogError::Store(s) => s.into(),
         }
     }
@@ -165,9 +183,15 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 Self::UnsupportedMediaType("expected Content-Type: application/json".into())
             }
-            JsonRejection::JsonSyntaxError(e) => Self::BadRequest(format!("malformed JSON: {}", e.body_text())),
-            JsonRejection::JsonDataError(e) => Self::Unprocessable(format!("invalid request body: {}", e.body_text())),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::BadRequest(format!("malformed JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => {
+                Self::Unprocessable(format!("invalid request body: {}", e.body_text()))
+            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge
+            }
             other => Self::BadRequest(other.body_text()),
         }
     }
@@ -215,7 +239,10 @@ mod tests {
         let e = ApiError::internal(std::io::Error::other("db password is hunter2"));
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
     }
 
     #[test]

@@ -6,12 +6,12 @@ pub mod error;
 pub mod store;
 
 pub use error::ApiError;
-pub mod objects;
-pub mod zarr;
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod objects;
 pub mod services;
+pub mod zarr;
 
 pub use services::Services;
 pub mod http;

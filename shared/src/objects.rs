@@ -38,7 +38,9 @@ impl From<object_store::Error> for ObjectsError {
         match e {
             object_store::Error::NotFound { .. } => Self::NotFound,
             object_store::Error::NotModified { .. } => Self::NotModified,
-            other => Self::Backend { source: Box::new(other) },
+            other => Self::Backend {
+                source: Box::new(other),
+            },
         }
     }
 }
@@ -78,7 +80,10 @@ pub struct Objects {
 
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Objects").field("s3", &self.s3).field("local_roots", &self.local_roots).finish()
+        f.debug_struct("Objects")
+            .field("s3", &self.s3)
+            .field("local_roots", &self.local_roots)
+            .finish()
     }
 }
 
@@ -113,7 +118,12 @@ impl Objects {
     }
 
     fn bucket(&self, bucket: &str) -> Result<Arc<object_store::aws::AmazonS3>, ObjectsError> {
-        if let Some(s) = self.buckets.read().ok().and_then(|m| m.get(bucket).cloned()) {
+        if let Some(s) = self
+            .buckets
+            .read()
+            .ok()
+            .and_then(|m| m.get(bucket).cloned())
+        {
             return Ok(s);
         }
         let mut builder = AmazonS3Builder::from_env()
@@ -121,7 +131,9 @@ impl Objects {
             .with_region(&self.s3.region)
             .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &self.s3.endpoint {
-            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
         }
         let store = Arc::new(builder.build().map_err(ObjectsError::from)?);
         if let Ok(mut m) = self.buckets.write() {
@@ -143,7 +155,11 @@ impl Objects {
         match url {
             StorageUrl::S3 { bucket, prefix } => {
                 let store = self.bucket(bucket)?;
-                Ok(Location { store: store.clone(), root: prefix.clone(), signer: LocationSigner::S3(store) })
+                Ok(Location {
+                    store: store.clone(),
+                    root: prefix.clone(),
+                    signer: LocationSigner::S3(store),
+                })
             }
             StorageUrl::Local { path } => {
                 if !self.local_path_allowed(path) {
@@ -163,7 +179,9 @@ impl Objects {
         let mut v = Validation::new(Algorithm::HS256);
         v.required_spec_claims = ["exp".to_owned()].into();
         v.leeway = 0;
-        let claims = jsonwebtoken::decode::<BlobClaims>(sig, &self.signer.decoding, &v).ok()?.claims;
+        let claims = jsonwebtoken::decode::<BlobClaims>(sig, &self.signer.decoding, &v)
+            .ok()?
+            .claims;
         (claims.p == path).then(|| Path::from(path))
     }
 
@@ -190,25 +208,42 @@ impl Location {
         &self.root
     }
 
-    pub async fn get(&self, key: &ObjectKey, options: GetOptions) -> Result<GetResult, ObjectsError> {
+    pub async fn get(
+        &self,
+        key: &ObjectKey,
+        options: GetOptions,
+    ) -> Result<GetResult, ObjectsError> {
         Ok(self.store.get_opts(&self.path(key), options).await?)
     }
 
     /// A URL that lets anyone GET this one object until `ttl` has passed. For local storage it
     /// is a path-absolute URL on this server (`/_blob/...`).
-    pub async fn presign_get(&self, key: &ObjectKey, ttl: Duration) -> Result<String, ObjectsError> {
+    pub async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        ttl: Duration,
+    ) -> Result<String, ObjectsError> {
         let path = self.path(key);
         match &self.signer {
-            LocationSigner::S3(s3) => Ok(s3.signed_url(http::Method::GET, &path, ttl).await?.to_string()),
+            LocationSigner::S3(s3) => Ok(s3
+                .signed_url(http::Method::GET, &path, ttl)
+                .await?
+                .to_string()),
             LocationSigner::Local(signer) => {
                 let exp = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
                     + ttl.as_secs().max(1);
-                let claims = BlobClaims { p: path.to_string(), exp };
-                let sig = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &signer.encoding)
-                    .map_err(|e| ObjectsError::Backend { source: Box::new(e) })?;
+                let claims = BlobClaims {
+                    p: path.to_string(),
+                    exp,
+                };
+                let sig =
+                    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &signer.encoding)
+                        .map_err(|e| ObjectsError::Backend {
+                            source: Box::new(e),
+                        })?;
                 Ok(format!("{BLOB_ROUTE_PREFIX}{}?sig={sig}", path.as_ref()))
             }
         }
@@ -228,29 +263,69 @@ mod tests {
     async fn local_roots_confine_registration() {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let objects = Objects::new(S3Settings::default(), vec![root.path().to_path_buf()], &[7; 32]);
-        let inside = StorageUrl::Local { path: root.path().join("x.zarr") };
-        let outside = StorageUrl::Local { path: other.path().join("x.zarr") };
+        let objects = Objects::new(
+            S3Settings::default(),
+            vec![root.path().to_path_buf()],
+            &[7; 32],
+        );
+        let inside = StorageUrl::Local {
+            path: root.path().join("x.zarr"),
+        };
+        let outside = StorageUrl::Local {
+            path: other.path().join("x.zarr"),
+        };
         assert!(objects.locate(&inside).is_ok());
-        assert!(matches!(objects.locate(&outside), Err(ObjectsError::Forbidden)));
+        assert!(matches!(
+            objects.locate(&outside),
+            Err(ObjectsError::Forbidden)
+        ));
     }
 
     #[tokio::test]
     async fn local_presigned_urls_grant_one_path_until_expiry() {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(root.path().join("a"), b"abc").unwrap_or_else(|e| panic!("{e}"));
-        let objects = Objects::new(S3Settings::default(), vec![root.path().to_path_buf()], &[7; 32]);
-        let loc = objects.locate(&StorageUrl::Local { path: root.path().to_path_buf() }).unwrap_or_else(|e| panic!("{e}"));
-        let url = loc.presign_get(&key("a"), Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}"));
-        let (path, sig) = url.trim_start_matches(BLOB_ROUTE_PREFIX).split_once("?sig=").unwrap_or_default();
-        let granted = objects.verify_local_signature(path, sig).expect("valid signature");
-        let bytes = objects.local_store().get(&granted).await.unwrap_or_else(|e| panic!("{e}"));
+        let objects = Objects::new(
+            S3Settings::default(),
+            vec![root.path().to_path_buf()],
+            &[7; 32],
+        );
+        let loc = objects
+            .locate(&StorageUrl::Local {
+                path: root.path().to_path_buf(),
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = loc
+            .presign_get(&key("a"), Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (path, sig) = url
+            .trim_start_matches(BLOB_ROUTE_PREFIX)
+            .split_once("?sig=")
+            .unwrap_or_default();
+        let granted = objects
+            .verify_local_signature(path, sig)
+            .expect("valid signature");
+        let bytes = objects
+            .local_store()
+            .get(&granted)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bytes.bytes().await.unwrap_or_default().as_ref(), b"abc");
-        assert!(objects.verify_local_signature("etc/passwd", sig).is_none(), "signature moved to another path");
+        assert!(
+            objects.verify_local_signature("etc/passwd", sig).is_none(),
+            "signature moved to another path"
+        );
         let mut tampered = sig.to_owned();
         tampered.pop();
-        assert!(objects.verify_local_signature(path, &tampered).is_none(), "tampered signature accepted");
+        assert!(
+            objects.verify_local_signature(path, &tampered).is_none(),
+            "tampered signature accepted"
+        );
         let other = Objects::new(S3Settings::default(), vec![], &[8; 32]);
-        assert!(other.verify_local_signature(path, sig).is_none(), "foreign key accepted");
+        assert!(
+            other.verify_local_signature(path, sig).is_none(),
+            "foreign key accepted"
+        );
     }
 }

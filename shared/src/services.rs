@@ -33,8 +33,14 @@ pub struct AccessCache {
 impl AccessCache {
     pub fn new(ttl: std::time::Duration) -> Self {
         Self {
-            datasets: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
-            links: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            datasets: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+            links: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 }
@@ -49,7 +55,9 @@ pub struct Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services").field("catalog", &self.catalog).finish_non_exhaustive()
+        f.debug_struct("Services")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,7 +86,10 @@ pub async fn open_store(config: &Config) -> Result<DynStore, StoreError> {
     Ok(match &config.metadata {
         MetadataBackend::DynamoDb { table } => {
             let sdk = aws_sdk_config(config).await;
-            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()))
+            Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+            ))
         }
         MetadataBackend::Embedded { path } => Arc::new(EmbeddedStore::open(path)?),
     })
@@ -87,11 +98,17 @@ pub async fn open_store(config: &Config) -> Result<DynStore, StoreError> {
 impl Services {
     pub fn new(config: Config, store: DynStore) -> Result<Self, StartupError> {
         let objects = Arc::new(Objects::new(
-            S3Settings { endpoint: config.aws_endpoint.clone(), region: config.aws_region.clone() },
+            S3Settings {
+                endpoint: config.aws_endpoint.clone(),
+                region: config.aws_region.clone(),
+            },
             config.local_roots.clone(),
             &config.signing_secret,
         ));
-        let auth = Arc::new(Authenticator::new(config.admin_key.as_deref(), config.org.clone())?);
+        let auth = Arc::new(Authenticator::new(
+            config.admin_key.as_deref(),
+            config.org.clone(),
+        )?);
         Ok(Self {
             cache: AccessCache::new(config.access_cache_ttl),
             catalog: Catalog::new(store),
@@ -109,14 +126,19 @@ impl Services {
     }
 
     /// The dataset and its storage, from this instance's cache when fresh.
-    pub async fn resolve_dataset(&self, id: &DatasetId) -> Result<Option<Arc<ResolvedDataset>>, ApiError> {
+    pub async fn resolve_dataset(
+        &self,
+        id: &DatasetId,
+    ) -> Result<Option<Arc<ResolvedDataset>>, ApiError> {
         if let Some(hit) = self.cache.datasets.get(id) {
             return Ok(hit);
         }
         let resolved = match self.catalog.dataset(id).await {
             Ok(dataset) => {
                 let location = self.objects.locate(&dataset.storage).map_err(|e| match e {
-                    ObjectsError::Forbidden => ApiError::Forbidden("this dataset's storage is not readable here".into()),
+                    ObjectsError::Forbidden => {
+                        ApiError::Forbidden("this dataset's storage is not readable here".into())
+                    }
                     other => ApiError::internal(other),
                 })?;
                 Some(Arc::new(ResolvedDataset { dataset, location }))

@@ -38,24 +38,32 @@ pub enum InspectError {
     Invalid(String),
     /// The storage could not be read (missing bucket, no permission, network).
     #[error("the dataset's storage could not be read")]
-    Unreachable { source: Box<dyn std::error::Error + Send + Sync + 'static> },
+    Unreachable {
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 fn storage_error(e: StorageError) -> InspectError {
     match e {
         StorageError::InvalidMetadata(key, why) => InspectError::Invalid(format!("{key}: {why}")),
         StorageError::MissingMetadata(_) => InspectError::NoMetadata,
-        other => InspectError::Unreachable { source: Box::new(other) },
+        other => InspectError::Unreachable {
+            source: Box::new(other),
+        },
     }
 }
 
 fn array_error(path: &str, e: ArrayCreateError) -> InspectError {
     match e {
         ArrayCreateError::StorageError(s) => match storage_error(s) {
-            InspectError::NoMetadata => InspectError::Invalid(format!("array '{path}' has no metadata")),
+            InspectError::NoMetadata => {
+                InspectError::Invalid(format!("array '{path}' has no metadata"))
+            }
             other => other,
         },
-        ArrayCreateError::MissingMetadata => InspectError::Invalid(format!("array '{path}' has no metadata")),
+        ArrayCreateError::MissingMetadata => {
+            InspectError::Invalid(format!("array '{path}' has no metadata"))
+        }
         other => InspectError::Invalid(format!("array '{path}': {other}")),
     }
 }
@@ -109,11 +117,18 @@ async fn inspect_root_array(storage: &Arc<Store>) -> Result<Inspection, InspectE
 /// `(version, multiscales)` from OME 0.5 (`attributes.ome`) or 0.4 (top-level) attributes.
 fn ome_of(attrs: &Map<String, Value>) -> Option<(String, Vec<Value>)> {
     if let Some(ome) = attrs.get("ome").and_then(Value::as_object) {
-        let version = ome.get("version").and_then(Value::as_str).unwrap_or("0.5").to_owned();
+        let version = ome
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("0.5")
+            .to_owned();
         let ms = ome.get("multiscales").and_then(Value::as_array).cloned()?;
         return Some((version, ms));
     }
-    let ms = attrs.get("multiscales").and_then(Value::as_array).cloned()?;
+    let ms = attrs
+        .get("multiscales")
+        .and_then(Value::as_array)
+        .cloned()?;
     let version = ms
         .first()
         .and_then(|m| m.get("version"))
@@ -129,7 +144,13 @@ fn label_names(attrs: &Map<String, Value>) -> Vec<String> {
         .and_then(|o| o.get("labels"))
         .or_else(|| attrs.get("labels"))
         .and_then(Value::as_array);
-    list.map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default()
+    list.map(|l| {
+        l.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 async fn inspect_group(
@@ -143,32 +164,51 @@ async fn inspect_group(
     let mut layers = Vec::new();
     for (i, ms) in multiscales.iter().enumerate() {
         let name = ms.get("name").and_then(Value::as_str).map_or_else(
-            || if i == 0 { "image".to_owned() } else { format!("image-{i}") },
+            || {
+                if i == 0 {
+                    "image".to_owned()
+                } else {
+                    format!("image-{i}")
+                }
+            },
             str::to_owned,
         );
         layers.push(multiscale_layer(storage, "", name, LayerKind::Image, ms).await?);
     }
-    let title = multiscales.first().and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_owned);
+    let title = multiscales
+        .first()
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
 
     // Label images, when the image has a `labels` group.
     if let Ok(labels) = Group::async_open(storage.clone(), "/labels").await {
         for label in label_names(labels.attributes()) {
             if label.contains(['/', '\\']) || label == ".." || label == "." {
-                return Err(InspectError::Invalid(format!("label name '{label}' is not a plain name")));
+                return Err(InspectError::Invalid(format!(
+                    "label name '{label}' is not a plain name"
+                )));
             }
             let path = format!("labels/{label}");
             let group = Group::async_open(storage.clone(), &format!("/{path}"))
                 .await
                 .map_err(|e| InspectError::Invalid(format!("label image '{label}': {e}")))?;
             let Some((_, label_ms)) = ome_of(group.attributes()) else {
-                return Err(InspectError::Invalid(format!("label image '{label}' has no multiscales")));
+                return Err(InspectError::Invalid(format!(
+                    "label image '{label}' has no multiscales"
+                )));
             };
             if let Some(ms) = label_ms.first() {
                 layers.push(multiscale_layer(storage, &path, label, LayerKind::Labels, ms).await?);
             }
         }
     }
-    Ok(Inspection { zarr_format: format, ome_version: Some(version), layers, title })
+    Ok(Inspection {
+        zarr_format: format,
+        ome_version: Some(version),
+        layers,
+        title,
+    })
 }
 
 fn transform(dataset: &Value, kind: &str) -> Option<Vec<f64>> {
@@ -199,8 +239,16 @@ async fn multiscale_layer(
                 .map(|a| match a {
                     Value::String(s) => (s.clone(), String::new()),
                     other => (
-                        other.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                        other.get("unit").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                        other
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        other
+                            .get("unit")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
                     ),
                 })
                 .unzip()
@@ -210,17 +258,26 @@ async fn multiscale_layer(
         .get("datasets")
         .and_then(Value::as_array)
         .filter(|d| !d.is_empty())
-        .ok_or_else(|| InspectError::Invalid(format!("multiscales of '{name}' list no datasets")))?;
+        .ok_or_else(|| {
+            InspectError::Invalid(format!("multiscales of '{name}' list no datasets"))
+        })?;
     let mut levels = Vec::with_capacity(datasets.len());
     for ds in datasets {
         let rel = ds
             .get("path")
             .and_then(Value::as_str)
             .ok_or_else(|| InspectError::Invalid(format!("a dataset of '{name}' has no path")))?;
-        crate::domain::ObjectKey::parse(rel)
-            .map_err(|_| InspectError::Invalid(format!("dataset path '{rel}' is not a plain relative path")))?;
-        let path = if group_path.is_empty() { rel.to_owned() } else { format!("{group_path}/{rel}") };
-        let array = Array::async_open(storage.clone(), &format!("/{path}")).await.map_err(|e| array_error(&path, e))?;
+        crate::domain::ObjectKey::parse(rel).map_err(|_| {
+            InspectError::Invalid(format!("dataset path '{rel}' is not a plain relative path"))
+        })?;
+        let path = if group_path.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{group_path}/{rel}")
+        };
+        let array = Array::async_open(storage.clone(), &format!("/{path}"))
+            .await
+            .map_err(|e| array_error(&path, e))?;
         if !axes.is_empty() && array.shape().len() != axes.len() {
             return Err(InspectError::Invalid(format!(
                 "array '{path}' has {} dimensions but the multiscales name {} axes",
@@ -230,14 +287,26 @@ async fn multiscale_layer(
         }
         levels.push(level_of(&array, &path, Some(ds))?);
     }
-    Ok(Layer { name, kind, path: group_path.to_owned(), axes, units, levels })
+    Ok(Layer {
+        name,
+        kind,
+        path: group_path.to_owned(),
+        axes,
+        units,
+        levels,
+    })
 }
 
-async fn inspect_plain_group(storage: &Arc<Store>, format: ZarrFormat) -> Result<Inspection, InspectError> {
-    let node = Node::async_open(storage.clone(), "/").await.map_err(|e| match e {
-        zarrs::node::NodeCreateError::StorageError(s) => storage_error(s),
-        other => InspectError::Invalid(other.to_string()),
-    })?;
+async fn inspect_plain_group(
+    storage: &Arc<Store>,
+    format: ZarrFormat,
+) -> Result<Inspection, InspectError> {
+    let node = Node::async_open(storage.clone(), "/")
+        .await
+        .map_err(|e| match e {
+            zarrs::node::NodeCreateError::StorageError(s) => storage_error(s),
+            other => InspectError::Invalid(other.to_string()),
+        })?;
     let mut arrays = Vec::new();
     collect_arrays(&node, &mut arrays);
     if arrays.is_empty() {
@@ -245,7 +314,9 @@ async fn inspect_plain_group(storage: &Arc<Store>, format: ZarrFormat) -> Result
     }
     let mut layers = Vec::new();
     for path in arrays {
-        let array = Array::async_open(storage.clone(), &path).await.map_err(|e| array_error(&path, e))?;
+        let array = Array::async_open(storage.clone(), &path)
+            .await
+            .map_err(|e| array_error(&path, e))?;
         let rel = path.trim_start_matches('/').to_owned();
         let axes = dimension_names(&array);
         layers.push(Layer {
@@ -257,7 +328,12 @@ async fn inspect_plain_group(storage: &Arc<Store>, format: ZarrFormat) -> Result
             levels: vec![level_of(&array, &rel, None)?],
         });
     }
-    Ok(Inspection { zarr_format: format, ome_version: None, layers, title: None })
+    Ok(Inspection {
+        zarr_format: format,
+        ome_version: None,
+        layers,
+        title: None,
+    })
 }
 
 fn collect_arrays(node: &Node, out: &mut Vec<String>) {
@@ -282,18 +358,33 @@ fn dimension_names<T: ?Sized>(array: &Array<T>) -> Vec<String> {
     array
         .dimension_names()
         .as_ref()
-        .map(|names| names.iter().map(|n| n.clone().unwrap_or_default()).collect())
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| n.clone().unwrap_or_default())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn level_of<T: ?Sized>(array: &Array<T>, path: &str, ome_dataset: Option<&Value>) -> Result<Level, InspectError> {
+fn level_of<T: ?Sized>(
+    array: &Array<T>,
+    path: &str,
+    ome_dataset: Option<&Value>,
+) -> Result<Level, InspectError> {
     let meta = serde_json::to_value(array.metadata())
         .map_err(|e| InspectError::Invalid(format!("array '{path}': {e}")))?;
-    let shape_of = |v: Option<&Value>| -> Option<Vec<u64>> { v?.as_array()?.iter().map(Value::as_u64).collect() };
+    let shape_of = |v: Option<&Value>| -> Option<Vec<u64>> {
+        v?.as_array()?.iter().map(Value::as_u64).collect()
+    };
     let (grid_chunk, codecs, shard_inner) = match array.metadata() {
         ArrayMetadata::V3(_) => {
             let grid = shape_of(meta.pointer("/chunk_grid/configuration/chunk_shape"));
-            let codecs = meta.get("codecs").and_then(Value::as_array).cloned().unwrap_or_default();
+            let codecs = meta
+                .get("codecs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let mut names = Vec::new();
             let mut inner = None;
             for c in &codecs {
@@ -301,8 +392,18 @@ fn level_of<T: ?Sized>(array: &Array<T>, path: &str, ome_dataset: Option<&Value>
                 names.push(name.to_owned());
                 if name == "sharding_indexed" {
                     inner = shape_of(c.pointer("/configuration/chunk_shape"));
-                    for ic in c.pointer("/configuration/codecs").and_then(Value::as_array).into_iter().flatten() {
-                        names.push(ic.get("name").and_then(Value::as_str).unwrap_or_default().to_owned());
+                    for ic in c
+                        .pointer("/configuration/codecs")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        names.push(
+                            ic.get("name")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
+                        );
                     }
                 }
             }
@@ -323,8 +424,9 @@ fn level_of<T: ?Sized>(array: &Array<T>, path: &str, ome_dataset: Option<&Value>
             (grid, names, None)
         }
     };
-    let grid_chunk = grid_chunk
-        .ok_or_else(|| InspectError::Invalid(format!("array '{path}' has no regular chunk grid")))?;
+    let grid_chunk = grid_chunk.ok_or_else(|| {
+        InspectError::Invalid(format!("array '{path}' has no regular chunk grid"))
+    })?;
     let (chunk_shape, shard_shape) = match shard_inner {
         Some(inner) => (inner, Some(grid_chunk)),
         None => (grid_chunk, None),

@@ -56,7 +56,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The function as deployed: its routes, a problem-document fallback, CORS.
 pub fn router(services: Arc<Services>) -> Router {
-    routes(services).fallback(shared::error::no_route).layer(shared::http::cors())
+    routes(services)
+        .fallback(shared::error::no_route)
+        .layer(shared::http::cors())
 }
 
 /// Just the routes, for mounting beside other functions' in the local server. (`OPTIONS`,
@@ -77,7 +79,9 @@ fn split_raw_path<'a>(uri: &'a Uri, prefix: &str) -> Option<(&'a str, &'a str)> 
 
 fn parse_key(raw: &str) -> Result<ObjectKey, ApiError> {
     if raw.is_empty() {
-        return Err(ApiError::NotFound("name a key below the dataset root, e.g. zarr.json".into()));
+        return Err(ApiError::NotFound(
+            "name a key below the dataset root, e.g. zarr.json".into(),
+        ));
     }
     Ok(ObjectKey::parse_raw(raw)?)
 }
@@ -108,12 +112,24 @@ async fn public_read(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (id, raw_key) = split_raw_path(&uri, "/data/").ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
+    let (id, raw_key) = split_raw_path(&uri, "/data/")
+        .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
     let id = DatasetId::parse(id).map_err(|_| ApiError::NotFound("no such dataset".into()))?;
     let key = parse_key(raw_key)?;
-    let resolved = services.resolve_dataset(&id).await?.ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
+    let resolved = services
+        .resolve_dataset(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
     authorize(&Actor::Anonymous, &resolved)?;
-    serve(&services, &resolved, &key, &method, &headers, Caching::Public).await
+    serve(
+        &services,
+        &resolved,
+        &key,
+        &method,
+        &headers,
+        Caching::Public,
+    )
+    .await
 }
 
 /// Read a metadata document or chunk through a share link; the token is the capability.
@@ -144,20 +160,38 @@ async fn link_read(
     let (token, raw_key) = split_raw_path(&uri, "/s/").ok_or_else(no_link)?;
     let token = LinkToken::parse(token).map_err(|_| no_link())?;
     let key = parse_key(raw_key)?;
-    let link = services.resolve_link(&token.hash()).await?.ok_or_else(no_link)?;
+    let link = services
+        .resolve_link(&token.hash())
+        .await?
+        .ok_or_else(no_link)?;
     let actor = Actor::LinkHolder(LinkFacts {
         dataset: link.dataset_id.clone(),
         revoked: link.revoked_at.is_some(),
         expires_at: link.expires_at,
     });
-    let resolved = services.resolve_dataset(&link.dataset_id).await?.ok_or_else(no_link)?;
+    let resolved = services
+        .resolve_dataset(&link.dataset_id)
+        .await?
+        .ok_or_else(no_link)?;
     authorize(&actor, &resolved)?;
-    serve(&services, &resolved, &key, &method, &headers, Caching::Private).await
+    serve(
+        &services,
+        &resolved,
+        &key,
+        &method,
+        &headers,
+        Caching::Private,
+    )
+    .await
 }
 
 fn authorize(actor: &Actor, resolved: &ResolvedDataset) -> Result<(), ApiError> {
     let d = &resolved.dataset;
-    let facts = DatasetFacts { id: &d.id, org: &d.org, visibility: d.visibility };
+    let facts = DatasetFacts {
+        id: &d.id,
+        org: &d.org,
+        visibility: d.visibility,
+    };
     match decide(actor, Action::ReadData, Resource::Dataset(facts), now()) {
         Decision::Allow => Ok(()),
         Decision::Deny(why) => Err(why.into()),
@@ -177,7 +211,10 @@ async fn blob_read(
     headers: HeaderMap,
     shared::error::ApiQuery(q): shared::error::ApiQuery<BlobQuery>,
 ) -> Result<Response, ApiError> {
-    let raw = uri.path().strip_prefix(BLOB_ROUTE_PREFIX).unwrap_or_default();
+    let raw = uri
+        .path()
+        .strip_prefix(BLOB_ROUTE_PREFIX)
+        .unwrap_or_default();
     let key = ObjectKey::parse_raw(raw)?;
     let path = services
         .objects
@@ -186,9 +223,16 @@ async fn blob_read(
     let store = services.objects.local_store();
     let options = read_options(&method, &headers);
     let range = options.range.clone();
-    let result = store.get_opts(&path, options).await.map_err(ObjectsError::from);
+    let result = store
+        .get_opts(&path, options)
+        .await
+        .map_err(ObjectsError::from);
     respond(result, range, &key, Caching::Private, || async {
-        store.head(&path).await.map(|m| m.size).map_err(ObjectsError::from)
+        store
+            .head(&path)
+            .await
+            .map(|m| m.size)
+            .map_err(ObjectsError::from)
     })
     .await
 }
@@ -196,7 +240,10 @@ async fn blob_read(
 fn read_options(method: &Method, headers: &HeaderMap) -> GetOptions {
     GetOptions {
         range: requested_range(headers),
-        if_none_match: headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        if_none_match: headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         head: method == Method::HEAD,
         ..Default::default()
     }
@@ -240,18 +287,28 @@ async fn serve(
     let whole_get = range.is_none() && method == Method::GET;
     let result = location.get(key, options).await;
     // Lambda cannot return more than 6 MB: hand large whole objects to storage instead.
-    if let Ok(r) = &result {
-        if whole_get && r.meta.size > services.config.max_proxy_bytes {
-            return redirect(services, resolved, key).await;
-        }
+    if let Ok(r) = &result
+        && whole_get
+        && r.meta.size > services.config.max_proxy_bytes
+    {
+        return redirect(services, resolved, key).await;
     }
     respond(result, range, key, caching, || async {
-        location.store().head(&location.path(key)).await.map(|m| m.size).map_err(ObjectsError::from)
+        location
+            .store()
+            .head(&location.path(key))
+            .await
+            .map(|m| m.size)
+            .map_err(ObjectsError::from)
     })
     .await
 }
 
-async fn redirect(services: &Services, resolved: &ResolvedDataset, key: &ObjectKey) -> Result<Response, ApiError> {
+async fn redirect(
+    services: &Services,
+    resolved: &ResolvedDataset,
+    key: &ObjectKey,
+) -> Result<Response, ApiError> {
     let url = resolved
         .location
         .presign_get(key, services.config.presign_ttl)
@@ -260,7 +317,13 @@ async fn redirect(services: &Services, resolved: &ResolvedDataset, key: &ObjectK
     let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
     Ok((
         StatusCode::TEMPORARY_REDIRECT,
-        [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"))],
+        [
+            (header::LOCATION, location),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            ),
+        ],
     )
         .into_response())
 }
@@ -288,16 +351,17 @@ where
 {
     let result = match result {
         Ok(r) => r,
-        Err(ObjectsError::NotFound) => return Err(ApiError::NotFound(format!("no object at '{key}'"))),
+        Err(ObjectsError::NotFound) => {
+            return Err(ApiError::NotFound(format!("no object at '{key}'")));
+        }
         Err(ObjectsError::NotModified) => return Ok(StatusCode::NOT_MODIFIED.into_response()),
         Err(other) => {
             // A range past the end is reported as a generic storage error: ask for the size.
-            if let Some(range) = &requested {
-                if let Ok(size) = size_of().await {
-                    if unsatisfiable(range, size) {
-                        return Err(ApiError::RangeNotSatisfiable { size });
-                    }
-                }
+            if let Some(range) = &requested
+                && let Ok(size) = size_of().await
+                && unsatisfiable(range, size)
+            {
+                return Err(ApiError::RangeNotSatisfiable { size });
             }
             return Err(ApiError::internal(other));
         }
@@ -310,11 +374,19 @@ where
         .header(header::CONTENT_LENGTH, served.end - served.start)
         .header(
             header::CONTENT_TYPE,
-            if key.is_metadata() { "application/json" } else { "application/octet-stream" },
+            if key.is_metadata() {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            },
         )
         .header(
             header::LAST_MODIFIED,
-            result.meta.last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            result
+                .meta
+                .last_modified
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string(),
         );
     if let Some(tag) = result.meta.e_tag.as_deref().and_then(quoted_etag) {
         builder = builder.header(header::ETAG, tag);
@@ -323,14 +395,26 @@ where
         if served.start >= served.end && size > 0 {
             return Err(ApiError::RangeNotSatisfiable { size });
         }
-        builder = builder
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", served.start, served.end.saturating_sub(1)));
+        builder = builder.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{size}",
+                served.start,
+                served.end.saturating_sub(1)
+            ),
+        );
     } else {
         builder = builder.status(StatusCode::OK);
     }
-    let body = if matches!(result.payload, GetResultPayload::File(..)) || served.end - served.start <= READ_WHOLE_LIMIT {
-        Body::from(result.bytes().await.map_err(|e| ApiError::internal(ObjectsError::from(e)))?)
+    let body = if matches!(result.payload, GetResultPayload::File(..))
+        || served.end - served.start <= READ_WHOLE_LIMIT
+    {
+        Body::from(
+            result
+                .bytes()
+                .await
+                .map_err(|e| ApiError::internal(ObjectsError::from(e)))?,
+        )
     } else {
         Body::from_stream(result.into_stream())
     };
@@ -351,23 +435,47 @@ mod tests {
 
     fn with_range(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")));
+        h.insert(
+            header::RANGE,
+            HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+        );
         h
     }
 
     #[test]
     fn parses_single_byte_ranges() {
-        assert_eq!(requested_range(&with_range("bytes=0-9")), Some(GetRange::Bounded(0..10)));
-        assert_eq!(requested_range(&with_range("bytes=5-")), Some(GetRange::Offset(5)));
-        assert_eq!(requested_range(&with_range("bytes=-16")), Some(GetRange::Suffix(16)));
-        for ignored in ["bytes=9-5", "bytes=0-1,4-5", "items=0-1", "bytes=-", "bytes=a-b"] {
+        assert_eq!(
+            requested_range(&with_range("bytes=0-9")),
+            Some(GetRange::Bounded(0..10))
+        );
+        assert_eq!(
+            requested_range(&with_range("bytes=5-")),
+            Some(GetRange::Offset(5))
+        );
+        assert_eq!(
+            requested_range(&with_range("bytes=-16")),
+            Some(GetRange::Suffix(16))
+        );
+        for ignored in [
+            "bytes=9-5",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=-",
+            "bytes=a-b",
+        ] {
             assert_eq!(requested_range(&with_range(ignored)), None, "{ignored}");
         }
     }
 
     #[test]
     fn etags_are_quoted_once() {
-        assert_eq!(quoted_etag("abc"), Some(HeaderValue::from_static("\"abc\"")));
-        assert_eq!(quoted_etag("\"abc\""), Some(HeaderValue::from_static("\"abc\"")));
+        assert_eq!(
+            quoted_etag("abc"),
+            Some(HeaderValue::from_static("\"abc\""))
+        );
+        assert_eq!(
+            quoted_etag("\"abc\""),
+            Some(HeaderValue::from_static("\"abc\""))
+        );
     }
 }

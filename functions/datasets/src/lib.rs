@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use shared::access::{Action, Actor, DatasetFacts, Decision, Resource, decide};
 use shared::auth::{Authenticator, Caller};
 use shared::domain::{
-    Dataset, DatasetId, DatasetName, DatasetPatch, LinkId, LinkState, LinkToken, ShareLink, StorageUrl,
-    Visibility, now,
+    Dataset, DatasetId, DatasetName, DatasetPatch, LinkId, LinkState, LinkToken, ShareLink,
+    StorageUrl, Visibility, now,
 };
 use shared::error::{ApiJson, ApiQuery, Problem};
 use shared::objects::ObjectsError;
@@ -46,7 +46,9 @@ impl FromRef<AppState> for Arc<Authenticator> {
 
 /// The function as deployed: its routes, a problem-document fallback, CORS.
 pub fn router(services: Arc<Services>) -> Router {
-    routes(services).fallback(shared::error::no_route).layer(shared::http::cors())
+    routes(services)
+        .fallback(shared::error::no_route)
+        .layer(shared::http::cors())
 }
 
 /// Just the routes, for mounting beside other functions' in the local server.
@@ -54,7 +56,10 @@ pub fn routes(services: Arc<Services>) -> Router {
     Router::new()
         .route("/api/datasets", get(list_datasets).post(register_dataset))
         .route("/api/datasets/{id}", get(get_dataset).patch(update_dataset))
-        .route("/api/datasets/{id}/links", get(list_links).post(create_link))
+        .route(
+            "/api/datasets/{id}/links",
+            get(list_links).post(create_link),
+        )
         .route("/api/datasets/{id}/links/{link_id}", delete(revoke_link))
         .route("/api/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed)
@@ -94,12 +99,18 @@ async fn method_not_allowed() -> Response {
     let status = StatusCode::METHOD_NOT_ALLOWED;
     let problem = Problem {
         kind: "https://zarrshare.dev/problems/method-not-allowed".into(),
-        title: status.canonical_reason().unwrap_or("Method Not Allowed").into(),
+        title: status
+            .canonical_reason()
+            .unwrap_or("Method Not Allowed")
+            .into(),
         status: status.as_u16(),
         detail: "this path does not support that method".into(),
     };
     let mut response = (status, ApiJson(problem)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     response
 }
 
@@ -115,15 +126,21 @@ fn require(actor: &Actor, action: Action, resource: Resource<'_>) -> Result<(), 
 }
 
 fn facts(d: &Dataset) -> Resource<'_> {
-    Resource::Dataset(DatasetFacts { id: &d.id, org: &d.org, visibility: d.visibility })
+    Resource::Dataset(DatasetFacts {
+        id: &d.id,
+        org: &d.org,
+        visibility: d.visibility,
+    })
 }
 
 fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.chars().count() > max => Err(ApiError::Unprocessable(format!("{field} is longer than {max} characters"))),
-        Some(v) if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
-            Err(ApiError::Unprocessable(format!("{field} contains control characters")))
-        }
+        Some(v) if v.chars().count() > max => Err(ApiError::Unprocessable(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        Some(v) if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
+            ApiError::Unprocessable(format!("{field} contains control characters")),
+        ),
         other => Ok(other),
     }
 }
@@ -140,7 +157,8 @@ pub struct DatasetView {
 
 impl DatasetView {
     fn of(services: &Services, dataset: Dataset) -> Self {
-        let data_url = (dataset.visibility == Visibility::Public).then(|| services.public_url(&format!("/data/{}/", dataset.id)));
+        let data_url = (dataset.visibility == Visibility::Public)
+            .then(|| services.public_url(&format!("/data/{}/", dataset.id)));
         Self { dataset, data_url }
     }
 }
@@ -188,14 +206,20 @@ async fn register_dataset(
 ) -> Result<Response, ApiError> {
     let services = &s.services;
     let org = services.auth.org().clone();
-    require(&actor, Action::RegisterDataset, Resource::Organization(&org))?;
+    require(
+        &actor,
+        Action::RegisterDataset,
+        Resource::Organization(&org),
+    )?;
     let name = DatasetName::parse(&req.name)?;
     let storage = StorageUrl::parse(&req.url)?;
     let display_name = bounded("display_name", req.display_name, MAX_DISPLAY_NAME)?;
     let description = bounded("description", req.description, MAX_DESCRIPTION)?.unwrap_or_default();
 
     let location = services.objects.locate(&storage).map_err(|e| match e {
-        ObjectsError::Forbidden => ApiError::Unprocessable("the local path is outside this server's data roots".into()),
+        ObjectsError::Forbidden => {
+            ApiError::Unprocessable("the local path is outside this server's data roots".into())
+        }
         other => {
             tracing::warn!(error = %other, "storage client could not be built");
             ApiError::Unprocessable("the storage URL cannot be opened".into())
@@ -204,7 +228,9 @@ async fn register_dataset(
     let found = inspect(&location).await.map_err(|e| match e {
         InspectError::Unreachable { source } => {
             tracing::warn!(error = %source, "dataset storage unreadable");
-            ApiError::Unprocessable(format!("could not read {storage}: missing bucket or path, or no permission"))
+            ApiError::Unprocessable(format!(
+                "could not read {storage}: missing bucket or path, or no permission"
+            ))
         }
         other => ApiError::Unprocessable(format!("{storage}: {other}")),
     })?;
@@ -213,7 +239,9 @@ async fn register_dataset(
     let dataset = Dataset {
         id: DatasetId::generate(),
         org,
-        display_name: display_name.or(found.title).unwrap_or_else(|| name.as_str().to_owned()),
+        display_name: display_name
+            .or(found.title)
+            .unwrap_or_else(|| name.as_str().to_owned()),
         name,
         description,
         storage,
@@ -226,12 +254,17 @@ async fn register_dataset(
         updated_at: t,
         version: 1,
     };
-    services.catalog.create_dataset(&dataset).await.map_err(|e| match e {
-        shared::store::catalog::CatalogError::Conflict => {
-            ApiError::Conflict(format!("a dataset named '{}' already exists", dataset.name.as_str()))
-        }
-        other => other.into(),
-    })?;
+    services
+        .catalog
+        .create_dataset(&dataset)
+        .await
+        .map_err(|e| match e {
+            shared::store::catalog::CatalogError::Conflict => ApiError::Conflict(format!(
+                "a dataset named '{}' already exists",
+                dataset.name.as_str()
+            )),
+            other => other.into(),
+        })?;
     let location_header = HeaderValue::from_str(&format!("/api/datasets/{}", dataset.id)).ok();
     let mut response = with_etag(StatusCode::CREATED, DatasetView::of(services, dataset));
     if let Some(l) = location_header {
@@ -269,7 +302,9 @@ async fn list_datasets(
     require(&actor, Action::ListDatasets, Resource::Organization(&org))?;
     let limit = page.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 100".into()));
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        ));
     }
     let listing = s
         .services
@@ -277,13 +312,17 @@ async fn list_datasets(
         .datasets_of(&org, limit, page.cursor.map(Cursor))
         .await
         .map_err(|e| match e {
-            shared::store::catalog::CatalogError::Store(shared::store::StoreError::Invalid { .. }) => {
-                ApiError::BadRequest("invalid cursor".into())
-            }
+            shared::store::catalog::CatalogError::Store(shared::store::StoreError::Invalid {
+                ..
+            }) => ApiError::BadRequest("invalid cursor".into()),
             other => other.into(),
         })?;
     Ok(ApiJson(DatasetList {
-        items: listing.items.into_iter().map(|d| DatasetView::of(&s.services, d)).collect(),
+        items: listing
+            .items
+            .into_iter()
+            .map(|d| DatasetView::of(&s.services, d))
+            .collect(),
         next_cursor: listing.next.map(|c| c.0),
     }))
 }
@@ -293,10 +332,16 @@ fn parse_id(id: &str) -> Result<DatasetId, ApiError> {
 }
 
 async fn load(services: &Services, id: &str) -> Result<Dataset, ApiError> {
-    services.catalog.dataset(&parse_id(id)?).await.map_err(|e| match e {
-        shared::store::catalog::CatalogError::NotFound => ApiError::NotFound("no such dataset".into()),
-        other => other.into(),
-    })
+    services
+        .catalog
+        .dataset(&parse_id(id)?)
+        .await
+        .map_err(|e| match e {
+            shared::store::catalog::CatalogError::NotFound => {
+                ApiError::NotFound("no such dataset".into())
+            }
+            other => other.into(),
+        })
 }
 
 /// A dataset's record: layers, levels, visibility.
@@ -305,10 +350,17 @@ async fn load(services: &Services, id: &str) -> Result<Dataset, ApiError> {
     params(("id" = String, Path)),
     responses((status = 200, body = DatasetView), (status = 404, body = Problem))
 )]
-async fn get_dataset(State(s): State<AppState>, Caller(actor): Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_dataset(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let dataset = load(&s.services, &id).await?;
     require(&actor, Action::ViewDataset, facts(&dataset))?;
-    Ok(with_etag(StatusCode::OK, DatasetView::of(&s.services, dataset)))
+    Ok(with_etag(
+        StatusCode::OK,
+        DatasetView::of(&s.services, dataset),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -321,12 +373,13 @@ pub struct UpdateDataset {
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let text = v.to_str().unwrap_or_default().trim().trim_matches('"');
-    text.trim_start_matches('v')
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest("If-Match must be an ETag of this dataset, e.g. \"v3\"".into()))
+    text.trim_start_matches('v').parse().map(Some).map_err(|_| {
+        ApiError::BadRequest("If-Match must be an ETag of this dataset, e.g. \"v3\"".into())
+    })
 }
 
 /// Change descriptive fields, visibility or the featured flag (`If-Match` for optimistic concurrency).
@@ -352,9 +405,16 @@ async fn update_dataset(
         visibility: req.visibility,
         featured: req.featured,
     };
-    let updated = s.services.catalog.update_dataset(&dataset.id, &patch, expected).await?;
+    let updated = s
+        .services
+        .catalog
+        .update_dataset(&dataset.id, &patch, expected)
+        .await?;
     s.services.forget_dataset(&dataset.id);
-    Ok(with_etag(StatusCode::OK, DatasetView::of(&s.services, updated)))
+    Ok(with_etag(
+        StatusCode::OK,
+        DatasetView::of(&s.services, updated),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -437,12 +497,17 @@ async fn create_link(
     require(&actor, Action::ManageLinks, facts(&dataset))?;
     let t = now();
     let expires_at = match (req.expires_at, req.expires_in_seconds) {
-        (Some(_), Some(_)) => return Err(ApiError::Unprocessable("give expires_at or expires_in_seconds, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Unprocessable(
+                "give expires_at or expires_in_seconds, not both".into(),
+            ));
+        }
         (Some(at), None) => Some(at),
         (None, Some(secs)) => {
-            let secs = i64::try_from(secs).ok().filter(|s| *s <= 100 * 365 * 86_400).ok_or_else(|| {
-                ApiError::Unprocessable("expires_in_seconds is too large".into())
-            })?;
+            let secs = i64::try_from(secs)
+                .ok()
+                .filter(|s| *s <= 100 * 365 * 86_400)
+                .ok_or_else(|| ApiError::Unprocessable("expires_in_seconds is too large".into()))?;
             Some(t + time::Duration::seconds(secs))
         }
         (None, None) => None,
@@ -503,7 +568,11 @@ async fn revoke_link(
     let dataset = load(&s.services, &id).await?;
     require(&actor, Action::ManageLinks, facts(&dataset))?;
     let link_id = LinkId::parse(&link_id).map_err(|_| ApiError::NotFound("no such link".into()))?;
-    let link = s.services.catalog.revoke_link(&dataset.id, &link_id).await?;
+    let link = s
+        .services
+        .catalog
+        .revoke_link(&dataset.id, &link_id)
+        .await?;
     s.services.forget_link(&link.token_hash);
     Ok(ApiJson(LinkView::from(&link)))
 }

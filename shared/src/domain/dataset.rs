@@ -13,7 +13,8 @@ pub struct DatasetName(String);
 impl DatasetName {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let ok = (1..=100).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             && !s.starts_with('.');
         if ok {
             Ok(Self(s.to_owned()))
@@ -231,7 +232,10 @@ mod tests {
 
     #[test]
     fn names_are_checked_and_folded() {
-        assert_eq!(DatasetName::parse("Cells_v2.ome").map(|n| n.folded()), Ok("cells_v2.ome".into()));
+        assert_eq!(
+            DatasetName::parse("Cells_v2.ome").map(|n| n.folded()),
+            Ok("cells_v2.ome".into())
+        );
         for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(101)] {
             assert!(DatasetName::parse(bad).is_err(), "{bad:?}");
         }

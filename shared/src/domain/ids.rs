@@ -99,7 +99,8 @@ pub struct OrgId(String);
 impl OrgId {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let ok = (2..=40).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
         if ok {
@@ -151,7 +152,13 @@ mod tests {
 
     #[test]
     fn ids_reject_foreign_text() {
-        for bad in ["", "ABCDEFGHIJKLMNOP", "abcdefghijklmno", "abcdefghijklmnop1", "../../etc/passwd"] {
+        for bad in [
+            "",
+            "ABCDEFGHIJKLMNOP",
+            "abcdefghijklmno",
+            "abcdefghijklmnop1",
+            "../../etc/passwd",
+        ] {
             assert!(DatasetId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

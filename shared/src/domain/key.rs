@@ -65,7 +65,8 @@ impl ObjectKey {
     /// Whether this key lies at or below `prefix` (a directory-level scope).
     pub fn is_within(&self, prefix: &ObjectKey) -> bool {
         self.0 == prefix.0
-            || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+            || (self.0.starts_with(&prefix.0)
+                && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
     }
 }
 
@@ -91,7 +92,9 @@ fn percent_decode(raw: &str) -> Result<String, ParseError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(|| reject("has a broken %-escape"))?;
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or_else(|| reject("has a broken %-escape"))?;
             let hi = (hex[0] as char).to_digit(16);
             let lo = (hex[1] as char).to_digit(16);
             match (hi, lo) {
@@ -113,7 +116,14 @@ mod tests {
 
     #[test]
     fn accepts_zarr_keys() {
-        for ok in ["zarr.json", ".zattrs", "0/.zarray", "0/c/1/2/3", "labels/cells/0/0.0.0", "a%20b"] {
+        for ok in [
+            "zarr.json",
+            ".zattrs",
+            "0/.zarray",
+            "0/c/1/2/3",
+            "labels/cells/0/0.0.0",
+            "a%20b",
+        ] {
             assert!(ObjectKey::parse_raw(ok).is_ok(), "{ok:?} rejected");
         }
         assert_eq!(ObjectKey::parse_raw("a%20b").map(|k| k.0), Ok("a b".into()));

@@ -22,15 +22,24 @@ impl StorageUrl {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if !is_bucket_name(bucket) {
-                return Err(ParseError::new("storage URL", "has an invalid S3 bucket name"));
+                return Err(ParseError::new(
+                    "storage URL",
+                    "has an invalid S3 bucket name",
+                ));
             }
             let prefix = prefix.trim_end_matches('/');
             if !prefix.is_empty() {
                 ObjectKey::parse(prefix).map_err(|_| {
-                    ParseError::new("storage URL", "has an invalid prefix ('.', '..', '//' or '\\')")
+                    ParseError::new(
+                        "storage URL",
+                        "has an invalid prefix ('.', '..', '//' or '\\')",
+                    )
                 })?;
             }
-            return Ok(Self::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() });
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            });
         }
         let path = s.strip_prefix("file://").unwrap_or(s);
         let path = Path::new(path);
@@ -78,7 +87,8 @@ impl StorageUrl {
 /// S3's bucket naming rules: 3–63 of `a-z 0-9 . -`, starting and ending alphanumeric.
 fn is_bucket_name(b: &str) -> bool {
     (3..=63).contains(&b.len())
-        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
         && b.starts_with(|c: char| c.is_ascii_alphanumeric())
         && b.ends_with(|c: char| c.is_ascii_alphanumeric())
         && !b.contains("..")
@@ -113,10 +123,14 @@ mod tests {
 
     #[test]
     fn parses_s3_urls() {
-        let u = StorageUrl::parse("s3://lab-data/em/cells.ome.zarr/").unwrap_or_else(|e| panic!("{e}"));
+        let u =
+            StorageUrl::parse("s3://lab-data/em/cells.ome.zarr/").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             u,
-            StorageUrl::S3 { bucket: "lab-data".into(), prefix: "em/cells.ome.zarr".into() }
+            StorageUrl::S3 {
+                bucket: "lab-data".into(),
+                prefix: "em/cells.ome.zarr".into()
+            }
         );
         assert_eq!(u.to_string(), "s3://lab-data/em/cells.ome.zarr");
         let key = ObjectKey::parse("0/zarr.json").unwrap_or_else(|e| panic!("{e}"));
@@ -128,7 +142,12 @@ mod tests {
     #[test]
     fn parses_local_paths() {
         let u = StorageUrl::parse("file:///srv/data/./x.zarr").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(u, StorageUrl::Local { path: "/srv/data/x.zarr".into() });
+        assert_eq!(
+            u,
+            StorageUrl::Local {
+                path: "/srv/data/x.zarr".into()
+            }
+        );
         assert_eq!(StorageUrl::parse(&u.to_string()), Ok(u));
     }
 

@@ -29,7 +29,8 @@ impl LinkToken {
 
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let well_formed = s.len() == TOKEN_CHARS
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if well_formed {
             Ok(Self(s.to_owned()))
         } else {
@@ -54,9 +55,15 @@ impl fmt::Debug for LinkToken {
 }
 
 /// SHA-256 of a token; the only form in which tokens are stored.
-#[derive(Clone, Copy, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TokenHash([u8; 32]);
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl TokenHash {
     pub fn to_hex(&self) -> String {
@@ -133,7 +140,12 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_rejected() {
-        for bad in ["", "short", &"a".repeat(44), &format!("{}/", "a".repeat(42))] {
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}/", "a".repeat(42)),
+        ] {
             assert!(LinkToken::parse(bad).is_err(), "{bad:?}");
         }
     }

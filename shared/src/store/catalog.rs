@@ -96,25 +96,45 @@ impl Catalog {
             gsi1: None,
             ttl: None,
             version: 1,
-            body: body(&NameClaim { dataset_id: d.id.clone() })?,
+            body: body(&NameClaim {
+                dataset_id: d.id.clone(),
+            })?,
         };
         self.store
             .write(vec![
-                Write::Put { item: Self::dataset_item(d)?, cond: Cond::NotExists },
-                Write::Put { item: claim, cond: Cond::NotExists },
+                Write::Put {
+                    item: Self::dataset_item(d)?,
+                    cond: Cond::NotExists,
+                },
+                Write::Put {
+                    item: claim,
+                    cond: Cond::NotExists,
+                },
             ])
             .await?;
         Ok(())
     }
 
     pub async fn dataset(&self, id: &DatasetId) -> Result<Dataset, CatalogError> {
-        let item = self.store.get(&keys::dataset(id)).await?.ok_or(CatalogError::NotFound)?;
+        let item = self
+            .store
+            .get(&keys::dataset(id))
+            .await?
+            .ok_or(CatalogError::NotFound)?;
         Ok(parse(item)?)
     }
 
     /// The dataset an organization knows by `name` (case-insensitive).
-    pub async fn dataset_by_name(&self, org: &OrgId, name: &DatasetName) -> Result<Dataset, CatalogError> {
-        let claim = self.store.get(&keys::dataset_name_claim(org, name)).await?.ok_or(CatalogError::NotFound)?;
+    pub async fn dataset_by_name(
+        &self,
+        org: &OrgId,
+        name: &DatasetName,
+    ) -> Result<Dataset, CatalogError> {
+        let claim = self
+            .store
+            .get(&keys::dataset_name_claim(org, name))
+            .await?
+            .ok_or(CatalogError::NotFound)?;
         let pointer: NameClaim = parse(claim)?;
         self.dataset(&pointer.dataset_id).await
     }
@@ -130,8 +150,15 @@ impl Catalog {
         q.limit = limit;
         q.cursor = cursor;
         let page = self.store.query(&q).await?;
-        let items = page.items.into_iter().map(parse).collect::<Result<_, _>>()?;
-        Ok(Listing { items, next: page.next })
+        let items = page
+            .items
+            .into_iter()
+            .map(parse)
+            .collect::<Result<_, _>>()?;
+        Ok(Listing {
+            items,
+            next: page.next,
+        })
     }
 
     /// Applies `patch` with optimistic concurrency; `expected_version` (from `If-Match`) makes a
@@ -151,7 +178,14 @@ impl Catalog {
             patch.apply(&mut d);
             d.version = seen + 1;
             d.updated_at = now();
-            match self.store.write(vec![Write::Put { item: Self::dataset_item(&d)?, cond: Cond::Version(seen) }]).await {
+            match self
+                .store
+                .write(vec![Write::Put {
+                    item: Self::dataset_item(&d)?,
+                    cond: Cond::Version(seen),
+                }])
+                .await
+            {
                 Ok(()) => return Ok(d),
                 Err(StoreError::Conflict) if expected_version.is_none() => continue,
                 Err(e) => return Err(e.into()),
@@ -174,35 +208,57 @@ impl Catalog {
             gsi1: None,
             ttl: None,
             version: 1,
-            body: body(&TokenPointer { dataset_id: link.dataset_id.clone(), link_id: link.id.clone() })?,
+            body: body(&TokenPointer {
+                dataset_id: link.dataset_id.clone(),
+                link_id: link.id.clone(),
+            })?,
         };
         let result = self
             .store
             .write(vec![
-                Write::Check { key: keys::dataset(&link.dataset_id), cond: Cond::Exists },
-                Write::Put { item: link_item, cond: Cond::NotExists },
-                Write::Put { item: pointer, cond: Cond::NotExists },
+                Write::Check {
+                    key: keys::dataset(&link.dataset_id),
+                    cond: Cond::Exists,
+                },
+                Write::Put {
+                    item: link_item,
+                    cond: Cond::NotExists,
+                },
+                Write::Put {
+                    item: pointer,
+                    cond: Cond::NotExists,
+                },
             ])
             .await;
         match result {
             Ok(()) => Ok(()),
             // The likely failed condition is the dataset check; tell which.
-            Err(StoreError::Conflict) => match self.store.get(&keys::dataset(&link.dataset_id)).await? {
-                None => Err(CatalogError::NotFound),
-                Some(_) => Err(CatalogError::Conflict),
-            },
+            Err(StoreError::Conflict) => {
+                match self.store.get(&keys::dataset(&link.dataset_id)).await? {
+                    None => Err(CatalogError::NotFound),
+                    Some(_) => Err(CatalogError::Conflict),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn link(&self, dataset: &DatasetId, id: &LinkId) -> Result<ShareLink, CatalogError> {
-        let item = self.store.get(&keys::link(dataset, id)).await?.ok_or(CatalogError::NotFound)?;
+        let item = self
+            .store
+            .get(&keys::link(dataset, id))
+            .await?
+            .ok_or(CatalogError::NotFound)?;
         Ok(parse(item)?)
     }
 
     /// Resolves a presented token to its link (whatever its state).
     pub async fn link_by_token(&self, hash: &TokenHash) -> Result<ShareLink, CatalogError> {
-        let item = self.store.get(&keys::token(hash)).await?.ok_or(CatalogError::NotFound)?;
+        let item = self
+            .store
+            .get(&keys::token(hash))
+            .await?
+            .ok_or(CatalogError::NotFound)?;
         let pointer: TokenPointer = parse(item)?;
         let link = self.link(&pointer.dataset_id, &pointer.link_id).await?;
         // The pointer and the link were written together; a mismatch means tampering.
@@ -232,7 +288,11 @@ impl Catalog {
     }
 
     /// Revokes a link (idempotent: revoking twice keeps the first time).
-    pub async fn revoke_link(&self, dataset: &DatasetId, id: &LinkId) -> Result<ShareLink, CatalogError> {
+    pub async fn revoke_link(
+        &self,
+        dataset: &DatasetId,
+        id: &LinkId,
+    ) -> Result<ShareLink, CatalogError> {
         for _ in 0..OPTIMISTIC_RETRIES {
             let mut link = self.link(dataset, id).await?;
             if link.revoked_at.is_some() {
@@ -241,8 +301,21 @@ impl Catalog {
             let seen = link.version;
             link.revoked_at = Some(now());
             link.version = seen + 1;
-            let item = Item { key: keys::link(dataset, id), gsi1: None, ttl: None, version: link.version, body: body(&link)? };
-            match self.store.write(vec![Write::Put { item, cond: Cond::Version(seen) }]).await {
+            let item = Item {
+                key: keys::link(dataset, id),
+                gsi1: None,
+                ttl: None,
+                version: link.version,
+                body: body(&link)?,
+            };
+            match self
+                .store
+                .write(vec![Write::Put {
+                    item,
+                    cond: Cond::Version(seen),
+                }])
+                .await
+            {
                 Ok(()) => return Ok(link),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),

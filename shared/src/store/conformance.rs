@@ -22,7 +22,13 @@ fn unique(tag: &str) -> String {
 }
 
 fn item(pk: &str, sk: &str, version: u64, body: serde_json::Value) -> Item {
-    Item { key: Key::new(pk, sk), gsi1: None, ttl: None, version, body }
+    Item {
+        key: Key::new(pk, sk),
+        gsi1: None,
+        ttl: None,
+        version,
+        body,
+    }
 }
 
 fn put(item: Item, cond: Cond) -> Vec<Write> {
@@ -60,93 +66,225 @@ async fn bodies_round_trip(store: &DynStore) {
     it.ttl = Some(1_900_000_000);
     it.gsi1 = Some(Key::new(format!("{pk}#G"), "s"));
     store.write(put(it.clone(), Cond::Always)).await.unwrap();
-    let back = store.get(&it.key).await.unwrap().expect("stored item is readable");
+    let back = store
+        .get(&it.key)
+        .await
+        .unwrap()
+        .expect("stored item is readable");
     assert_eq!(back, it, "item did not round-trip");
 }
 
 async fn conditional_puts(store: &DynStore) {
     let pk = unique("cond");
     let first = item(&pk, "A", 1, json!({"n": 1}));
-    store.write(put(first.clone(), Cond::NotExists)).await.unwrap();
-    let again = store.write(put(item(&pk, "A", 1, json!({"n": 2})), Cond::NotExists)).await;
-    assert!(matches!(again, Err(StoreError::Conflict)), "second create: {again:?}");
-    assert_eq!(store.get(&first.key).await.unwrap(), Some(first.clone()), "failed put changed data");
+    store
+        .write(put(first.clone(), Cond::NotExists))
+        .await
+        .unwrap();
+    let again = store
+        .write(put(item(&pk, "A", 1, json!({"n": 2})), Cond::NotExists))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict)),
+        "second create: {again:?}"
+    );
+    assert_eq!(
+        store.get(&first.key).await.unwrap(),
+        Some(first.clone()),
+        "failed put changed data"
+    );
 
-    store.write(put(item(&pk, "A", 2, json!({"n": 3})), Cond::Version(1))).await.unwrap();
-    let stale = store.write(put(item(&pk, "A", 2, json!({"n": 4})), Cond::Version(1))).await;
-    assert!(matches!(stale, Err(StoreError::Conflict)), "stale version: {stale:?}");
+    store
+        .write(put(item(&pk, "A", 2, json!({"n": 3})), Cond::Version(1)))
+        .await
+        .unwrap();
+    let stale = store
+        .write(put(item(&pk, "A", 2, json!({"n": 4})), Cond::Version(1)))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict)),
+        "stale version: {stale:?}"
+    );
     let now = store.get(&first.key).await.unwrap().unwrap();
     assert_eq!((now.version, now.body), (2, json!({"n": 3})));
 
-    let absent = store.write(put(item(&pk, "B", 1, json!({})), Cond::Exists)).await;
-    assert!(matches!(absent, Err(StoreError::Conflict)), "exists on missing: {absent:?}");
-    let absent = store.write(put(item(&pk, "B", 2, json!({})), Cond::Version(1))).await;
-    assert!(matches!(absent, Err(StoreError::Conflict)), "version on missing: {absent:?}");
+    let absent = store
+        .write(put(item(&pk, "B", 1, json!({})), Cond::Exists))
+        .await;
+    assert!(
+        matches!(absent, Err(StoreError::Conflict)),
+        "exists on missing: {absent:?}"
+    );
+    let absent = store
+        .write(put(item(&pk, "B", 2, json!({})), Cond::Version(1)))
+        .await;
+    assert!(
+        matches!(absent, Err(StoreError::Conflict)),
+        "version on missing: {absent:?}"
+    );
     assert!(store.get(&Key::new(&pk, "B")).await.unwrap().is_none());
 }
 
 async fn conditional_deletes(store: &DynStore) {
     let pk = unique("del");
-    store.write(put(item(&pk, "A", 3, json!({})), Cond::Always)).await.unwrap();
-    let wrong = store.write(vec![Write::Delete { key: Key::new(&pk, "A"), cond: Cond::Version(2) }]).await;
-    assert!(matches!(wrong, Err(StoreError::Conflict)), "delete with wrong version: {wrong:?}");
-    store.write(vec![Write::Delete { key: Key::new(&pk, "A"), cond: Cond::Version(3) }]).await.unwrap();
-    assert!(store.get(&Key::new(&pk, "A")).await.unwrap().is_none(), "deleted item still there");
+    store
+        .write(put(item(&pk, "A", 3, json!({})), Cond::Always))
+        .await
+        .unwrap();
+    let wrong = store
+        .write(vec![Write::Delete {
+            key: Key::new(&pk, "A"),
+            cond: Cond::Version(2),
+        }])
+        .await;
+    assert!(
+        matches!(wrong, Err(StoreError::Conflict)),
+        "delete with wrong version: {wrong:?}"
+    );
+    store
+        .write(vec![Write::Delete {
+            key: Key::new(&pk, "A"),
+            cond: Cond::Version(3),
+        }])
+        .await
+        .unwrap();
+    assert!(
+        store.get(&Key::new(&pk, "A")).await.unwrap().is_none(),
+        "deleted item still there"
+    );
     // Deleting what is not there is fine unless a condition says otherwise.
-    store.write(vec![Write::Delete { key: Key::new(&pk, "A"), cond: Cond::Always }]).await.unwrap();
-    let gone = store.write(vec![Write::Delete { key: Key::new(&pk, "A"), cond: Cond::Exists }]).await;
+    store
+        .write(vec![Write::Delete {
+            key: Key::new(&pk, "A"),
+            cond: Cond::Always,
+        }])
+        .await
+        .unwrap();
+    let gone = store
+        .write(vec![Write::Delete {
+            key: Key::new(&pk, "A"),
+            cond: Cond::Exists,
+        }])
+        .await;
     assert!(matches!(gone, Err(StoreError::Conflict)));
 }
 
 async fn transactions_are_atomic(store: &DynStore) {
     let pk = unique("txn");
-    store.write(put(item(&pk, "TAKEN", 1, json!({"keep": true})), Cond::Always)).await.unwrap();
+    store
+        .write(put(
+            item(&pk, "TAKEN", 1, json!({"keep": true})),
+            Cond::Always,
+        ))
+        .await
+        .unwrap();
     let result = store
         .write(vec![
-            Write::Put { item: item(&pk, "NEW", 1, json!({})), cond: Cond::NotExists },
-            Write::Put { item: item(&pk, "TAKEN", 1, json!({"keep": false})), cond: Cond::NotExists },
+            Write::Put {
+                item: item(&pk, "NEW", 1, json!({})),
+                cond: Cond::NotExists,
+            },
+            Write::Put {
+                item: item(&pk, "TAKEN", 1, json!({"keep": false})),
+                cond: Cond::NotExists,
+            },
         ])
         .await;
-    assert!(matches!(result, Err(StoreError::Conflict)), "colliding transaction: {result:?}");
-    assert!(store.get(&Key::new(&pk, "NEW")).await.unwrap().is_none(), "half a transaction was applied");
-    assert_eq!(store.get(&Key::new(&pk, "TAKEN")).await.unwrap().unwrap().body, json!({"keep": true}));
+    assert!(
+        matches!(result, Err(StoreError::Conflict)),
+        "colliding transaction: {result:?}"
+    );
+    assert!(
+        store.get(&Key::new(&pk, "NEW")).await.unwrap().is_none(),
+        "half a transaction was applied"
+    );
+    assert_eq!(
+        store
+            .get(&Key::new(&pk, "TAKEN"))
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        json!({"keep": true})
+    );
 
     let checked = store
         .write(vec![
-            Write::Check { key: Key::new(&pk, "NOPE"), cond: Cond::Exists },
-            Write::Put { item: item(&pk, "NEW", 1, json!({})), cond: Cond::Always },
+            Write::Check {
+                key: Key::new(&pk, "NOPE"),
+                cond: Cond::Exists,
+            },
+            Write::Put {
+                item: item(&pk, "NEW", 1, json!({})),
+                cond: Cond::Always,
+            },
         ])
         .await;
-    assert!(matches!(checked, Err(StoreError::Conflict)), "failed check: {checked:?}");
+    assert!(
+        matches!(checked, Err(StoreError::Conflict)),
+        "failed check: {checked:?}"
+    );
     assert!(store.get(&Key::new(&pk, "NEW")).await.unwrap().is_none());
 
-    store.write(put(item(&pk, "OLD", 1, json!({})), Cond::Always)).await.unwrap();
+    store
+        .write(put(item(&pk, "OLD", 1, json!({})), Cond::Always))
+        .await
+        .unwrap();
     store
         .write(vec![
-            Write::Check { key: Key::new(&pk, "TAKEN"), cond: Cond::Version(1) },
-            Write::Put { item: item(&pk, "NEW", 1, json!({})), cond: Cond::NotExists },
-            Write::Delete { key: Key::new(&pk, "OLD"), cond: Cond::Exists },
+            Write::Check {
+                key: Key::new(&pk, "TAKEN"),
+                cond: Cond::Version(1),
+            },
+            Write::Put {
+                item: item(&pk, "NEW", 1, json!({})),
+                cond: Cond::NotExists,
+            },
+            Write::Delete {
+                key: Key::new(&pk, "OLD"),
+                cond: Cond::Exists,
+            },
         ])
         .await
         .unwrap();
     assert!(store.get(&Key::new(&pk, "NEW")).await.unwrap().is_some());
     assert!(store.get(&Key::new(&pk, "OLD")).await.unwrap().is_none());
-    assert!(store.get(&Key::new(&pk, "TAKEN")).await.unwrap().is_some(), "a check wrote something");
+    assert!(
+        store.get(&Key::new(&pk, "TAKEN")).await.unwrap().is_some(),
+        "a check wrote something"
+    );
 }
 
 async fn malformed_batches_are_rejected(store: &DynStore) {
     let pk = unique("bad");
     let twice = store
         .write(vec![
-            Write::Put { item: item(&pk, "A", 1, json!({})), cond: Cond::Always },
-            Write::Delete { key: Key::new(&pk, "A"), cond: Cond::Always },
+            Write::Put {
+                item: item(&pk, "A", 1, json!({})),
+                cond: Cond::Always,
+            },
+            Write::Delete {
+                key: Key::new(&pk, "A"),
+                cond: Cond::Always,
+            },
         ])
         .await;
-    assert!(matches!(twice, Err(StoreError::Invalid { .. })), "one key twice: {twice:?}");
+    assert!(
+        matches!(twice, Err(StoreError::Invalid { .. })),
+        "one key twice: {twice:?}"
+    );
     let empty = store.write(vec![]).await;
-    assert!(matches!(empty, Err(StoreError::Invalid { .. })), "empty batch: {empty:?}");
-    let scalar = store.write(put(item(&pk, "A", 1, json!(3)), Cond::Always)).await;
-    assert!(matches!(scalar, Err(StoreError::Invalid { .. })), "scalar body: {scalar:?}");
+    assert!(
+        matches!(empty, Err(StoreError::Invalid { .. })),
+        "empty batch: {empty:?}"
+    );
+    let scalar = store
+        .write(put(item(&pk, "A", 1, json!(3)), Cond::Always))
+        .await;
+    assert!(
+        matches!(scalar, Err(StoreError::Invalid { .. })),
+        "scalar body: {scalar:?}"
+    );
     assert!(store.get(&Key::new(&pk, "A")).await.unwrap().is_none());
 }
 
@@ -167,13 +305,22 @@ async fn collect(store: &DynStore, mut q: Query) -> Vec<String> {
 async fn primary_queries_order_filter_and_page(store: &DynStore) {
     let pk = unique("query");
     for sk in ["L#3", "L#1", "M#0", "L#2", "L#5", "L#4", "K#9"] {
-        store.write(put(item(&pk, sk, 1, json!({"sk": sk})), Cond::Always)).await.unwrap();
+        store
+            .write(put(item(&pk, sk, 1, json!({"sk": sk})), Cond::Always))
+            .await
+            .unwrap();
     }
     let mut q = Query::new(Index::Primary, &pk, "L#");
     q.limit = 2;
-    assert_eq!(collect(store, q.clone()).await, ["L#1", "L#2", "L#3", "L#4", "L#5"]);
+    assert_eq!(
+        collect(store, q.clone()).await,
+        ["L#1", "L#2", "L#3", "L#4", "L#5"]
+    );
     q.descending = true;
-    assert_eq!(collect(store, q.clone()).await, ["L#5", "L#4", "L#3", "L#2", "L#1"]);
+    assert_eq!(
+        collect(store, q.clone()).await,
+        ["L#5", "L#4", "L#3", "L#2", "L#1"]
+    );
     let all = collect(store, Query::new(Index::Primary, &pk, "")).await;
     assert_eq!(all.len(), 7);
     let none = collect(store, Query::new(Index::Primary, &pk, "Z")).await;
@@ -208,8 +355,17 @@ async fn index_queries_follow_puts_and_deletes(store: &DynStore) {
     let mut moved = item(&pk, "d", 2, json!({}));
     moved.gsi1 = Some(Key::new(&gpk, "0"));
     store.write(put(moved, Cond::Version(1))).await.unwrap();
-    store.write(put(item(&pk, "c", 2, json!({})), Cond::Version(1))).await.unwrap();
-    store.write(vec![Write::Delete { key: Key::new(&pk, "a"), cond: Cond::Always }]).await.unwrap();
+    store
+        .write(put(item(&pk, "c", 2, json!({})), Cond::Version(1)))
+        .await
+        .unwrap();
+    store
+        .write(vec![Write::Delete {
+            key: Key::new(&pk, "a"),
+            cond: Cond::Always,
+        }])
+        .await
+        .unwrap();
     eventually(store, &q, &["d", "b"]).await;
     q.descending = true;
     q.limit = 1;
@@ -222,7 +378,11 @@ async fn racing_creates_have_one_winner(store: &DynStore) {
         .map(|n| {
             let store = store.clone();
             let pk = pk.clone();
-            tokio::spawn(async move { store.write(put(item(&pk, "ONE", 1, json!({ "n": n })), Cond::NotExists)).await })
+            tokio::spawn(async move {
+                store
+                    .write(put(item(&pk, "ONE", 1, json!({ "n": n })), Cond::NotExists))
+                    .await
+            })
         })
         .collect();
     let mut wins = 0;
@@ -239,7 +399,10 @@ async fn racing_creates_have_one_winner(store: &DynStore) {
 async fn racing_versioned_updates_lose_nothing(store: &DynStore) {
     let pk = unique("counter");
     let key = Key::new(&pk, "C");
-    store.write(put(item(&pk, "C", 1, json!({"seen": []})), Cond::NotExists)).await.unwrap();
+    store
+        .write(put(item(&pk, "C", 1, json!({"seen": []})), Cond::NotExists))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|n| {
             let store = store.clone();
@@ -249,7 +412,11 @@ async fn racing_versioned_updates_lose_nothing(store: &DynStore) {
                     let current = store.get(&key).await.unwrap().unwrap();
                     let mut seen = current.body["seen"].as_array().cloned().unwrap_or_default();
                     seen.push(json!(n));
-                    let next = Item { body: json!({ "seen": seen }), version: current.version + 1, ..current.clone() };
+                    let next = Item {
+                        body: json!({ "seen": seen }),
+                        version: current.version + 1,
+                        ..current.clone()
+                    };
                     match store.write(put(next, Cond::Version(current.version))).await {
                         Ok(()) => return,
                         Err(StoreError::Conflict) => tokio::task::yield_now().await,
@@ -263,9 +430,18 @@ async fn racing_versioned_updates_lose_nothing(store: &DynStore) {
         t.await.unwrap();
     }
     let last = store.get(&key).await.unwrap().unwrap();
-    let mut seen: Vec<u64> = last.body["seen"].as_array().unwrap().iter().filter_map(|v| v.as_u64()).collect();
+    let mut seen: Vec<u64> = last.body["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
     seen.sort_unstable();
-    assert_eq!(seen, (0..8).collect::<Vec<u64>>(), "an accepted update was lost");
+    assert_eq!(
+        seen,
+        (0..8).collect::<Vec<u64>>(),
+        "an accepted update was lost"
+    );
     assert_eq!(last.version, 9);
 }
 
@@ -301,15 +477,29 @@ async fn catalog_datasets(store: &DynStore) {
     assert_eq!(catalog.dataset(&a.id).await.unwrap(), a);
     // Names are unique per organization, case-insensitively.
     let clash = catalog.create_dataset(&dataset(&org, "alpha")).await;
-    assert!(matches!(clash, Err(CatalogError::Conflict)), "duplicate name: {clash:?}");
+    assert!(
+        matches!(clash, Err(CatalogError::Conflict)),
+        "duplicate name: {clash:?}"
+    );
     let other_org = dataset(&test_org(), "alpha");
     catalog.create_dataset(&other_org).await.unwrap();
-    catalog.create_dataset(&dataset(&org, "beta")).await.unwrap();
-    let by_name = catalog.dataset_by_name(&org, &DatasetName::parse("ALPHA").unwrap()).await.unwrap();
+    catalog
+        .create_dataset(&dataset(&org, "beta"))
+        .await
+        .unwrap();
+    let by_name = catalog
+        .dataset_by_name(&org, &DatasetName::parse("ALPHA").unwrap())
+        .await
+        .unwrap();
     assert_eq!(by_name.id, a.id, "lookup by name is case-insensitive");
-    let unknown = catalog.dataset_by_name(&org, &DatasetName::parse("gamma").unwrap()).await;
+    let unknown = catalog
+        .dataset_by_name(&org, &DatasetName::parse("gamma").unwrap())
+        .await;
     assert!(matches!(unknown, Err(CatalogError::NotFound)));
-    assert!(matches!(catalog.dataset(&DatasetId::generate()).await, Err(CatalogError::NotFound)));
+    assert!(matches!(
+        catalog.dataset(&DatasetId::generate()).await,
+        Err(CatalogError::NotFound)
+    ));
 
     let mut names = Vec::new();
     for _ in 0..40 {
@@ -335,15 +525,50 @@ async fn catalog_datasets(store: &DynStore) {
     let c2 = catalog.clone();
     let (id1, id2) = (a.id.clone(), a.id.clone());
     let (r1, r2) = tokio::join!(
-        async move { c1.update_dataset(&id1, &DatasetPatch { description: Some("d".into()), ..Default::default() }, None).await },
-        async move { c2.update_dataset(&id2, &DatasetPatch { visibility: Some(Visibility::Public), ..Default::default() }, None).await },
+        async move {
+            c1.update_dataset(
+                &id1,
+                &DatasetPatch {
+                    description: Some("d".into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+        },
+        async move {
+            c2.update_dataset(
+                &id2,
+                &DatasetPatch {
+                    visibility: Some(Visibility::Public),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+        },
     );
     r1.unwrap();
     r2.unwrap();
     let now = catalog.dataset(&a.id).await.unwrap();
-    assert_eq!((now.description.as_str(), now.visibility, now.version), ("d", Visibility::Public, 3));
-    let stale = catalog.update_dataset(&a.id, &DatasetPatch { featured: Some(true), ..Default::default() }, Some(2)).await;
-    assert!(matches!(stale, Err(CatalogError::Conflict)), "stale If-Match: {stale:?}");
+    assert_eq!(
+        (now.description.as_str(), now.visibility, now.version),
+        ("d", Visibility::Public, 3)
+    );
+    let stale = catalog
+        .update_dataset(
+            &a.id,
+            &DatasetPatch {
+                featured: Some(true),
+                ..Default::default()
+            },
+            Some(2),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(CatalogError::Conflict)),
+        "stale If-Match: {stale:?}"
+    );
     assert!(!catalog.dataset(&a.id).await.unwrap().featured);
 }
 
@@ -369,19 +594,52 @@ async fn catalog_links(store: &DynStore) {
         catalog.link_by_token(&LinkToken::generate().hash()).await,
         Err(CatalogError::NotFound)
     ));
-    let orphan = ShareLink { id: LinkId::generate(), dataset_id: DatasetId::generate(), token_hash: LinkToken::generate().hash(), ..link.clone() };
+    let orphan = ShareLink {
+        id: LinkId::generate(),
+        dataset_id: DatasetId::generate(),
+        token_hash: LinkToken::generate().hash(),
+        ..link.clone()
+    };
     let missing = catalog.create_link(&orphan).await;
-    assert!(matches!(missing, Err(CatalogError::NotFound)), "link to a missing dataset: {missing:?}");
-    assert!(matches!(catalog.link_by_token(&orphan.token_hash).await, Err(CatalogError::NotFound)));
+    assert!(
+        matches!(missing, Err(CatalogError::NotFound)),
+        "link to a missing dataset: {missing:?}"
+    );
+    assert!(matches!(
+        catalog.link_by_token(&orphan.token_hash).await,
+        Err(CatalogError::NotFound)
+    ));
 
-    let second = ShareLink { id: LinkId::generate(), token_hash: LinkToken::generate().hash(), ..link.clone() };
+    let second = ShareLink {
+        id: LinkId::generate(),
+        token_hash: LinkToken::generate().hash(),
+        ..link.clone()
+    };
     catalog.create_link(&second).await.unwrap();
     assert_eq!(catalog.links_of(&d.id).await.unwrap().len(), 2);
 
     let revoked = catalog.revoke_link(&d.id, &link.id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     let again = catalog.revoke_link(&d.id, &link.id).await.unwrap();
-    assert_eq!(again.revoked_at, revoked.revoked_at, "second revoke moved the time");
-    assert!(catalog.link_by_token(&token.hash()).await.unwrap().revoked_at.is_some());
-    assert!(catalog.link(&d.id, &second.id).await.unwrap().revoked_at.is_none(), "revoke touched another link");
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "second revoke moved the time"
+    );
+    assert!(
+        catalog
+            .link_by_token(&token.hash())
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        catalog
+            .link(&d.id, &second.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_none(),
+        "revoke touched another link"
+    );
 }

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{Cond, Cursor, Index, Item, ItemStore, Key, Page, Query, StoreError, Write, validate_batch};
+use super::{
+    Cond, Cursor, Index, Item, ItemStore, Key, Page, Query, StoreError, Write, validate_batch,
+};
 
 pub const GSI1_NAME: &str = "GSI1";
 
@@ -24,7 +24,10 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
@@ -68,8 +71,14 @@ fn from_attrs(mut attrs: Attrs) -> Result<Item, StoreError> {
     };
     let pk = text(&attrs, "PK").unwrap_or_default();
     let sk = text(&attrs, "SK").unwrap_or_default();
-    let corrupt = |why: &'static str| StoreError::Corrupt { pk: pk.clone(), sk: sk.clone(), source: why.into() };
-    let version = number(&attrs, "v").and_then(|v| u64::try_from(v).ok()).ok_or_else(|| corrupt("no version"))?;
+    let corrupt = |why: &'static str| StoreError::Corrupt {
+        pk: pk.clone(),
+        sk: sk.clone(),
+        source: why.into(),
+    };
+    let version = number(&attrs, "v")
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| corrupt("no version"))?;
     let gsi1 = match (text(&attrs, "GSI1PK"), text(&attrs, "GSI1SK")) {
         (Some(p), Some(s)) => Some(Key { pk: p, sk: s }),
         _ => None,
@@ -81,7 +90,13 @@ fn from_attrs(mut attrs: Attrs) -> Result<Item, StoreError> {
         sk: sk.clone(),
         source: e.into(),
     })?;
-    Ok(Item { key: Key { pk, sk }, gsi1, ttl, version, body })
+    Ok(Item {
+        key: Key { pk, sk },
+        gsi1,
+        ttl,
+        version,
+        body,
+    })
 }
 
 /// `(expression, names, values)` for a condition, `None` for [`Cond::Always`].
@@ -93,22 +108,33 @@ fn condition(cond: Cond) -> Option<(String, HashMap<String, String>, Option<Attr
         Cond::Version(v) => Some((
             "#v = :v".into(),
             HashMap::from([("#v".to_owned(), "v".to_owned())]),
-            Some(HashMap::from([(":v".to_owned(), AttributeValue::N(v.to_string()))])),
+            Some(HashMap::from([(
+                ":v".to_owned(),
+                AttributeValue::N(v.to_string()),
+            )])),
         )),
     }
 }
 
-type Expr = (Option<String>, Option<HashMap<String, String>>, Option<Attrs>);
+type Expr = (
+    Option<String>,
+    Option<HashMap<String, String>>,
+    Option<Attrs>,
+);
 
 fn split(c: Option<(String, HashMap<String, String>, Option<Attrs>)>) -> Expr {
-    c.map_or((None, None, None), |(e, n, v)| (Some(e), (!n.is_empty()).then_some(n), v))
+    c.map_or((None, None, None), |(e, n, v)| {
+        (Some(e), (!n.is_empty()).then_some(n), v)
+    })
 }
 
 fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> StoreError {
     match err.code() {
-        Some("ConditionalCheckFailedException" | "TransactionConflictException") => StoreError::Conflict,
+        Some("ConditionalCheckFailedException" | "TransactionConflictException") => {
+            StoreError::Conflict
+        }
         Some("TransactionCanceledException") => {
             let msg = err.message().unwrap_or_default();
             if msg.contains("ConditionalCheckFailed") || msg.contains("TransactionConflict") {
@@ -141,38 +167,56 @@ fn encode_cursor(key: &Attrs) -> Cursor {
 }
 
 fn decode_cursor(c: &Cursor) -> Result<Attrs, StoreError> {
-    let bad = || StoreError::Invalid { what: "a cursor from another query" };
+    let bad = || StoreError::Invalid {
+        what: "a cursor from another query",
+    };
     let raw = URL_SAFE_NO_PAD.decode(&c.0).map_err(|_| bad())?;
     let plain: HashMap<String, String> = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok(plain.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect())
+    Ok(plain
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
 }
 
 fn transact_item(w: Write, table: &str) -> Result<TransactWriteItem, StoreError> {
     let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::backend(e);
     Ok(match w {
         Write::Put { item, cond } => {
-            let mut b = Put::builder().table_name(table).set_item(Some(to_attrs(&item)?));
+            let mut b = Put::builder()
+                .table_name(table)
+                .set_item(Some(to_attrs(&item)?));
             if let Some((expr, names, values)) = condition(cond) {
-                b = b.condition_expression(expr).set_expression_attribute_values(values);
+                b = b
+                    .condition_expression(expr)
+                    .set_expression_attribute_values(values);
                 if !names.is_empty() {
                     b = b.set_expression_attribute_names(Some(names));
                 }
             }
-            TransactWriteItem::builder().put(b.build().map_err(build)?).build()
+            TransactWriteItem::builder()
+                .put(b.build().map_err(build)?)
+                .build()
         }
         Write::Delete { key, cond } => {
-            let mut b = Delete::builder().table_name(table).set_key(Some(key_attrs(&key)));
+            let mut b = Delete::builder()
+                .table_name(table)
+                .set_key(Some(key_attrs(&key)));
             if let Some((expr, names, values)) = condition(cond) {
-                b = b.condition_expression(expr).set_expression_attribute_values(values);
+                b = b
+                    .condition_expression(expr)
+                    .set_expression_attribute_values(values);
                 if !names.is_empty() {
                     b = b.set_expression_attribute_names(Some(names));
                 }
             }
-            TransactWriteItem::builder().delete(b.build().map_err(build)?).build()
+            TransactWriteItem::builder()
+                .delete(b.build().map_err(build)?)
+                .build()
         }
         Write::Check { key, cond } => {
-            let (expr, names, values) =
-                condition(cond).ok_or(StoreError::Invalid { what: "a check without a condition" })?;
+            let (expr, names, values) = condition(cond).ok_or(StoreError::Invalid {
+                what: "a check without a condition",
+            })?;
             let mut b = ConditionCheck::builder()
                 .table_name(table)
                 .set_key(Some(key_attrs(&key)))
@@ -181,7 +225,9 @@ fn transact_item(w: Write, table: &str) -> Result<TransactWriteItem, StoreError>
             if !names.is_empty() {
                 b = b.set_expression_attribute_names(Some(names));
             }
-            TransactWriteItem::builder().condition_check(b.build().map_err(build)?).build()
+            TransactWriteItem::builder()
+                .condition_check(b.build().map_err(build)?)
+                .build()
         }
     })
 }
@@ -230,7 +276,12 @@ impl ItemStore for DynamoStore {
             .send()
             .await
             .map_err(classify)?;
-        let items = out.items.unwrap_or_default().into_iter().map(from_attrs).collect::<Result<Vec<_>, _>>()?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_attrs)
+            .collect::<Result<Vec<_>, _>>()?;
         // DynamoDB may hand back a last key although nothing follows; that costs one empty page.
         let next = out.last_evaluated_key.as_ref().map(encode_cursor);
         Ok(Page { items, next })

@@ -13,7 +13,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Cond, Cursor, Index, Item, ItemStore, Key, Page, Query, StoreError, Write, validate_batch};
+use super::{
+    Cond, Cursor, Index, Item, ItemStore, Key, Page, Query, StoreError, Write, validate_batch,
+};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 /// `(GSI1PK, GSI1SK, PK, SK)` → nothing: the secondary index.
@@ -61,7 +63,9 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(StoreError::backend)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(StoreError::backend)?
     }
 }
 
@@ -85,10 +89,16 @@ fn encode_cursor(parts: &[&str]) -> Cursor {
 }
 
 fn decode_cursor(c: &Cursor, n: usize) -> Result<Vec<String>, StoreError> {
-    let bad = || StoreError::Invalid { what: "a cursor from another query" };
+    let bad = || StoreError::Invalid {
+        what: "a cursor from another query",
+    };
     let raw = URL_SAFE_NO_PAD.decode(&c.0).map_err(|_| bad())?;
     let parts: Vec<String> = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    if parts.len() == n { Ok(parts) } else { Err(bad()) }
+    if parts.len() == n {
+        Ok(parts)
+    } else {
+        Err(bad())
+    }
 }
 
 fn holds(cond: Cond, current: Option<u64>) -> bool {
@@ -107,7 +117,9 @@ impl ItemStore for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(ITEMS).map_err(backend)?;
-            let found = table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+            let found = table
+                .get((key.pk.as_str(), key.sk.as_str()))
+                .map_err(backend)?;
             found.map(|v| decode(&key, v.value())).transpose()
         })
         .await
@@ -126,12 +138,25 @@ impl ItemStore for EmbeddedStore {
                 Index::Primary => {
                     let after = q.cursor.as_ref().map(|c| decode_cursor(c, 1)).transpose()?;
                     let (lo, up) = match (&after, q.descending) {
-                        (Some(a), false) => (Bound::Excluded((q.pk.as_str(), a[0].as_str())), Bound::Included((q.pk.as_str(), hi.as_str()))),
-                        (Some(a), true) => (Bound::Included((q.pk.as_str(), q.sk_prefix.as_str())), Bound::Excluded((q.pk.as_str(), a[0].as_str()))),
-                        (None, _) => (Bound::Included((q.pk.as_str(), q.sk_prefix.as_str())), Bound::Included((q.pk.as_str(), hi.as_str()))),
+                        (Some(a), false) => (
+                            Bound::Excluded((q.pk.as_str(), a[0].as_str())),
+                            Bound::Included((q.pk.as_str(), hi.as_str())),
+                        ),
+                        (Some(a), true) => (
+                            Bound::Included((q.pk.as_str(), q.sk_prefix.as_str())),
+                            Bound::Excluded((q.pk.as_str(), a[0].as_str())),
+                        ),
+                        (None, _) => (
+                            Bound::Included((q.pk.as_str(), q.sk_prefix.as_str())),
+                            Bound::Included((q.pk.as_str(), hi.as_str())),
+                        ),
                     };
                     let range = items.range::<(&str, &str)>((lo, up)).map_err(backend)?;
-                    let mut step = |entry: Result<(redb::AccessGuard<(&str, &str)>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool, StoreError> {
+                    let mut step = |entry: Result<
+                        (redb::AccessGuard<(&str, &str)>, redb::AccessGuard<&[u8]>),
+                        redb::StorageError,
+                    >|
+                     -> Result<bool, StoreError> {
                         let (k, v) = entry.map_err(backend)?;
                         let (pk, sk) = k.value();
                         if out.len() == limit {
@@ -143,14 +168,19 @@ impl ItemStore for EmbeddedStore {
                     };
                     if q.descending {
                         for e in range.rev() {
-                            if !step(e)? { break; }
+                            if !step(e)? {
+                                break;
+                            }
                         }
                     } else {
                         for e in range {
-                            if !step(e)? { break; }
+                            if !step(e)? {
+                                break;
+                            }
                         }
                     }
-                    let next = more.then(|| encode_cursor(&[out.last().map_or("", |i| i.key.sk.as_str())]));
+                    let next = more
+                        .then(|| encode_cursor(&[out.last().map_or("", |i| i.key.sk.as_str())]));
                     Ok(Page { items: out, next })
                 }
                 Index::Gsi1 => {
@@ -158,15 +188,26 @@ impl ItemStore for EmbeddedStore {
                     let after = q.cursor.as_ref().map(|c| decode_cursor(c, 3)).transpose()?;
                     let lo_key = (q.pk.as_str(), q.sk_prefix.as_str(), "", "");
                     let hi_key = (q.pk.as_str(), hi.as_str(), "", "");
-                    let cur = after.as_ref().map(|a| (q.pk.as_str(), a[0].as_str(), a[1].as_str(), a[2].as_str()));
+                    let cur = after
+                        .as_ref()
+                        .map(|a| (q.pk.as_str(), a[0].as_str(), a[1].as_str(), a[2].as_str()));
                     let (lo, up) = match (cur, q.descending) {
                         (Some(c), false) => (Bound::Excluded(c), Bound::Excluded(hi_key)),
                         (Some(c), true) => (Bound::Included(lo_key), Bound::Excluded(c)),
                         (None, _) => (Bound::Included(lo_key), Bound::Excluded(hi_key)),
                     };
-                    let range = index.range::<(&str, &str, &str, &str)>((lo, up)).map_err(backend)?;
+                    let range = index
+                        .range::<(&str, &str, &str, &str)>((lo, up))
+                        .map_err(backend)?;
                     let mut keys: Vec<(String, String, String)> = Vec::new();
-                    let mut collect = |entry: Result<(redb::AccessGuard<(&str, &str, &str, &str)>, redb::AccessGuard<()>), redb::StorageError>| -> Result<bool, StoreError> {
+                    let mut collect = |entry: Result<
+                        (
+                            redb::AccessGuard<(&str, &str, &str, &str)>,
+                            redb::AccessGuard<()>,
+                        ),
+                        redb::StorageError,
+                    >|
+                     -> Result<bool, StoreError> {
                         let (k, _) = entry.map_err(backend)?;
                         let (_, gsk, pk, sk) = k.value();
                         if keys.len() == limit {
@@ -178,11 +219,15 @@ impl ItemStore for EmbeddedStore {
                     };
                     if q.descending {
                         for e in range.rev() {
-                            if !collect(e)? { break; }
+                            if !collect(e)? {
+                                break;
+                            }
                         }
                     } else {
                         for e in range {
-                            if !collect(e)? { break; }
+                            if !collect(e)? {
+                                break;
+                            }
                         }
                     }
                     for (_, pk, sk) in &keys {
@@ -220,7 +265,9 @@ impl ItemStore for EmbeddedStore {
                         .map(|v| decode(key, v.value()))
                         .transpose()?;
                     let cond = match w {
-                        Write::Put { cond, .. } | Write::Delete { cond, .. } | Write::Check { cond, .. } => *cond,
+                        Write::Put { cond, .. }
+                        | Write::Delete { cond, .. }
+                        | Write::Check { cond, .. } => *cond,
                     };
                     if !holds(cond, current.as_ref().map(|i| i.version)) {
                         return Err(StoreError::Conflict);
@@ -228,10 +275,19 @@ impl ItemStore for EmbeddedStore {
                     previous.push(current);
                 }
                 for (w, prev) in writes.into_iter().zip(previous) {
-                    if let Some(Item { key, gsi1: Some(g), .. }) = &prev {
-                        if matches!(w, Write::Put { .. } | Write::Delete { .. }) {
-                            index.remove((g.pk.as_str(), g.sk.as_str(), key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
-                        }
+                    if let Some(Item {
+                        key, gsi1: Some(g), ..
+                    }) = &prev
+                        && matches!(w, Write::Put { .. } | Write::Delete { .. })
+                    {
+                        index
+                            .remove((
+                                g.pk.as_str(),
+                                g.sk.as_str(),
+                                key.pk.as_str(),
+                                key.sk.as_str(),
+                            ))
+                            .map_err(backend)?;
                     }
                     match w {
                         Write::Put { item, .. } => {
@@ -242,13 +298,30 @@ impl ItemStore for EmbeddedStore {
                                 body: item.body,
                             };
                             let bytes = serde_json::to_vec(&stored).map_err(StoreError::backend)?;
-                            items.insert((item.key.pk.as_str(), item.key.sk.as_str()), bytes.as_slice()).map_err(backend)?;
+                            items
+                                .insert(
+                                    (item.key.pk.as_str(), item.key.sk.as_str()),
+                                    bytes.as_slice(),
+                                )
+                                .map_err(backend)?;
                             if let Some(g) = &item.gsi1 {
-                                index.insert((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()), ()).map_err(backend)?;
+                                index
+                                    .insert(
+                                        (
+                                            g.pk.as_str(),
+                                            g.sk.as_str(),
+                                            item.key.pk.as_str(),
+                                            item.key.sk.as_str(),
+                                        ),
+                                        (),
+                                    )
+                                    .map_err(backend)?;
                             }
                         }
                         Write::Delete { key, .. } => {
-                            items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+                            items
+                                .remove((key.pk.as_str(), key.sk.as_str()))
+                                .map_err(backend)?;
                         }
                         Write::Check { .. } => {}
                     }

@@ -32,7 +32,13 @@ pub struct Metered {
 impl Metered {
     pub fn wrap(inner: DynStore) -> (DynStore, Arc<CallCounts>) {
         let counts = Arc::new(CallCounts::default());
-        (Arc::new(Self { inner, counts: counts.clone() }), counts)
+        (
+            Arc::new(Self {
+                inner,
+                counts: counts.clone(),
+            }),
+            counts,
+        )
     }
 }
 

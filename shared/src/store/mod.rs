@@ -29,7 +29,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self { pk: pk.into(), sk: sk.into() }
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
     }
 }
 
@@ -59,10 +62,19 @@ pub enum Cond {
 
 #[derive(Clone, Debug)]
 pub enum Write {
-    Put { item: Item, cond: Cond },
-    Delete { key: Key, cond: Cond },
+    Put {
+        item: Item,
+        cond: Cond,
+    },
+    Delete {
+        key: Key,
+        cond: Cond,
+    },
     /// Only checks a condition (DynamoDB `ConditionCheck`); writes nothing.
-    Check { key: Key, cond: Cond },
+    Check {
+        key: Key,
+        cond: Cond,
+    },
 }
 
 impl Write {
@@ -135,7 +147,11 @@ pub enum StoreError {
     Invalid { what: &'static str },
     /// A stored item could not be decoded.
     #[error("stored item {pk}/{sk} is corrupt")]
-    Corrupt { pk: String, sk: String, source: Source },
+    Corrupt {
+        pk: String,
+        sk: String,
+        source: Source,
+    },
     /// The backend failed or could not be reached.
     #[error("storage backend failed")]
     Backend { source: Source },
@@ -143,7 +159,9 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn backend(source: impl Into<Source>) -> Self {
-        Self::Backend { source: source.into() }
+        Self::Backend {
+            source: source.into(),
+        }
     }
 }
 
@@ -167,21 +185,29 @@ pub type DynStore = Arc<dyn ItemStore>;
 /// Checks the shape of a write batch the same way for every adapter.
 pub(crate) fn validate_batch(writes: &[Write]) -> Result<(), StoreError> {
     if writes.is_empty() {
-        return Err(StoreError::Invalid { what: "an empty write batch" });
+        return Err(StoreError::Invalid {
+            what: "an empty write batch",
+        });
     }
     if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(StoreError::Invalid { what: "more than 100 writes in one transaction" });
+        return Err(StoreError::Invalid {
+            what: "more than 100 writes in one transaction",
+        });
     }
     let mut keys: Vec<&Key> = writes.iter().map(Write::key).collect();
     keys.sort();
     if keys.windows(2).any(|w| w[0] == w[1]) {
-        return Err(StoreError::Invalid { what: "two writes to one key in a transaction" });
+        return Err(StoreError::Invalid {
+            what: "two writes to one key in a transaction",
+        });
     }
     for w in writes {
-        if let Write::Put { item, .. } = w {
-            if !item.body.is_object() {
-                return Err(StoreError::Invalid { what: "an item body that is not an object" });
-            }
+        if let Write::Put { item, .. } = w
+            && !item.body.is_object()
+        {
+            return Err(StoreError::Invalid {
+                what: "an item body that is not an object",
+            });
         }
     }
     Ok(())
