@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CorsConfiguration, CorsRule, CreateBucketConfiguration,
@@ -126,28 +126,49 @@ async fn create_table(
             .await
             .map_err(|e| fail(e.into()))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return enable_ttl(client, table).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(ProvisionError::TableNotActive(table.to_owned()))
+}
+
+/// Turns TTL on for attribute `ttl`, unless it already is; TTL on another attribute is an error.
+async fn enable_ttl(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
+    let fail = |e: Source| ProvisionError::Table {
+        table: table.to_owned(),
+        source: e,
+    };
+    let current = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let description = current.time_to_live_description();
+    let status = description.and_then(|d| d.time_to_live_status());
+    let attribute = description.and_then(|d| d.attribute_name());
+    match (status, attribute) {
+        (Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling), Some("ttl")) => Ok(()),
+        (Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling), Some(other)) => Err(fail(
+            format!("TTL is already enabled on attribute '{other}', not 'ttl'").into(),
+        )),
+        _ => {
             let ttl = TimeToLiveSpecification::builder()
                 .attribute_name("ttl")
                 .enabled(true)
                 .build()
                 .map_err(|e| fail(e.into()))?;
-            match client
+            client
                 .update_time_to_live()
                 .table_name(table)
                 .time_to_live_specification(ttl)
                 .send()
                 .await
-            {
-                Ok(_) => {}
-                // Already enabled.
-                Err(e) if e.code() == Some("ValidationException") => {}
-                Err(e) => return Err(fail(e.into())),
-            }
-            return Ok(());
+                .map_err(|e| fail(e.into()))?;
+            Ok(())
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Err(ProvisionError::TableNotActive(table.to_owned()))
 }
 
 async fn create_bucket(

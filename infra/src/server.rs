@@ -280,21 +280,26 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Where the demo pyramid lives for this configuration, writing/uploading it when absent.
+/// Where the demo pyramid lives for this configuration, writing (and for S3 uploading) it
+/// only when it is not there yet.
 async fn demo_storage(services: &Services, data_dir: &Path) -> Result<StorageUrl, ServeError> {
     let local = data_dir.join("objects/demo/cells.ome.zarr");
-    if !local.join("zarr.json").exists() {
-        let dir = local.clone();
-        tokio::task::spawn_blocking(move || demo::write_pyramid(&dir))
-            .await
-            .map_err(|e| ServeError::Seed(e.to_string()))??;
-    }
-    let Some(bucket) = services
+    let write_local = || async {
+        if !local.join("zarr.json").exists() {
+            let dir = local.clone();
+            tokio::task::spawn_blocking(move || demo::write_pyramid(&dir))
+                .await
+                .map_err(|e| ServeError::Seed(e.to_string()))??;
+        }
+        Ok::<_, ServeError>(())
+    };
+    let bucket = services
         .config
         .data_bucket
         .clone()
-        .filter(|_| matches!(services.config.metadata, MetadataBackend::DynamoDb { .. }))
-    else {
+        .filter(|_| matches!(services.config.metadata, MetadataBackend::DynamoDb { .. }));
+    let Some(bucket) = bucket else {
+        write_local().await?;
         return Ok(StorageUrl::Local { path: local });
     };
     let url = StorageUrl::S3 {
@@ -307,7 +312,11 @@ async fn demo_storage(services: &Services, data_dir: &Path) -> Result<StorageUrl
         .map_err(|e| ServeError::Seed(e.to_string()))?;
     let marker = object_store::path::Path::from(format!("{}/zarr.json", location.root()));
     if location.store().head(&marker).await.is_err() {
-        for entry in walk(&local) {
+        write_local().await?;
+        // The root document last: its presence means the upload is complete.
+        let mut files = walk(&local);
+        files.sort_by_key(|p| p.ends_with("zarr.json") && p.parent() == Some(local.as_path()));
+        for entry in files {
             let rel = entry
                 .strip_prefix(&local)
                 .map_err(|e| ServeError::Seed(e.to_string()))?;

@@ -2,7 +2,7 @@
 //! for the caller; 5xx causes are logged and replaced by a generic sentence.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -24,6 +24,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("this path does not support that method")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -70,6 +72,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,6 +91,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::Gone(_) => "gone",
             Self::PayloadTooLarge => "payload-too-large",
@@ -177,26 +181,6 @@ impl From<CatalogError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        match r {
-            JsonRejection::MissingJsonContentType(_) => {
-                Self::UnsupportedMediaType("expected Content-Type: application/json".into())
-            }
-            JsonRejection::JsonSyntaxError(e) => {
-                Self::BadRequest(format!("malformed JSON: {}", e.body_text()))
-            }
-            JsonRejection::JsonDataError(e) => {
-                Self::Unprocessable(format!("invalid request body: {}", e.body_text()))
-            }
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::PayloadTooLarge
-            }
-            other => Self::BadRequest(other.body_text()),
-        }
-    }
-}
-
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         Self::BadRequest(r.body_text())
@@ -209,10 +193,68 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `Json` whose rejections are problem documents.
-#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `Json` whose rejections are problem documents: 415 without a JSON content type, 413 over
+/// the body limit, 400 for text that is not JSON, 422 for JSON of the wrong shape or types.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
+        match parsed {
+            Ok(value) if de.end().is_ok() => Ok(ApiJson(value)),
+            Ok(_) => Err(ApiError::BadRequest(
+                "malformed JSON: trailing characters".into(),
+            )),
+            // Well-formed JSON of the wrong shape is 422, whatever serde calls it.
+            Err(e) if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+                let path = e.path().to_string();
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!(" at `{path}`")
+                };
+                Err(ApiError::Unprocessable(format!(
+                    "invalid request body{at}: {}",
+                    e.into_inner()
+                )))
+            }
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "malformed JSON: {}",
+                e.into_inner()
+            ))),
+        }
+    }
+}
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
@@ -228,6 +270,11 @@ pub struct ApiQuery<T>(pub T);
 /// A fallback for unknown routes: a problem document, not an empty 404.
 pub async fn no_route() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+/// A known path asked with a method it does not have (axum adds `Allow`).
+pub async fn wrong_method() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 #[cfg(test)]

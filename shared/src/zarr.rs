@@ -83,9 +83,19 @@ pub async fn inspect(location: &Location) -> Result<Inspection, InspectError> {
         Err(GroupCreateError::MissingMetadata) => inspect_root_array(&storage).await,
         Err(GroupCreateError::StorageError(e)) => match storage_error(e) {
             InspectError::NoMetadata => inspect_root_array(&storage).await,
+            // A v3 `zarr.json` of an array does not open as a group: try it as an array, and
+            // report the group's complaint only when that fails too.
+            InspectError::Invalid(why) => inspect_root_array(&storage)
+                .await
+                .map_err(|_| InspectError::Invalid(why)),
             other => Err(other),
         },
-        Err(other) => Err(InspectError::Invalid(other.to_string())),
+        Err(other) => {
+            let why = other.to_string();
+            inspect_root_array(&storage)
+                .await
+                .map_err(|_| InspectError::Invalid(why))
+        }
     }
 }
 

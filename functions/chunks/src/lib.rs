@@ -68,6 +68,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         .route("/data/{dataset}/{*key}", get(public_read).head(public_read))
         .route("/s/{token}/{*key}", get(link_read).head(link_read))
         .route("/_blob/{*path}", get(blob_read).head(blob_read))
+        .method_not_allowed_fallback(shared::error::wrong_method)
         .with_state(services)
 }
 

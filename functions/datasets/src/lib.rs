@@ -62,7 +62,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         )
         .route("/api/datasets/{id}/links/{link_id}", delete(revoke_link))
         .route("/api/openapi.json", get(openapi_document))
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(shared::error::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { services })
 }
@@ -71,7 +71,7 @@ pub fn routes(services: Arc<Services>) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
     #[openapi(
-        paths(register_dataset, list_datasets, get_dataset, update_dataset, create_link, list_links, revoke_link),
+        paths(register_dataset, list_datasets, get_dataset, update_dataset, create_link, list_links, revoke_link, openapi_document),
         components(schemas(Problem)),
         tags((name = "datasets", description = "Register datasets and share them")),
         modifiers(&BearerAuth),
@@ -93,27 +93,11 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// A known path asked with a method it does not have: a problem document like every other
-/// error (axum adds the `Allow` header).
-async fn method_not_allowed() -> Response {
-    let status = StatusCode::METHOD_NOT_ALLOWED;
-    let problem = Problem {
-        kind: "https://zarrshare.dev/problems/method-not-allowed".into(),
-        title: status
-            .canonical_reason()
-            .unwrap_or("Method Not Allowed")
-            .into(),
-        status: status.as_u16(),
-        detail: "this path does not support that method".into(),
-    };
-    let mut response = (status, ApiJson(problem)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
+/// This document.
+#[utoipa::path(
+    get, path = "/api/openapi.json", tag = "datasets",
+    responses((status = 200, description = "The OpenAPI 3.1 description of the whole API", content_type = "application/json"))
+)]
 async fn openapi_document() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
@@ -372,14 +356,22 @@ pub struct UpdateDataset {
     pub featured: Option<bool>,
 }
 
+/// `If-Match`: `*` (any current version) or one ETag of ours, `"v{version}"`.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = v.to_str().unwrap_or_default().trim().trim_matches('"');
-    text.trim_start_matches('v').parse().map(Some).map_err(|_| {
-        ApiError::BadRequest("If-Match must be an ETag of this dataset, e.g. \"v3\"".into())
-    })
+    let text = v.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.strip_prefix("\"v")
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|n| n.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest("If-Match must be an ETag of this dataset, e.g. \"v3\"".into())
+        })
 }
 
 /// Change descriptive fields, visibility or the featured flag (`If-Match` for optimistic concurrency).
