@@ -53,15 +53,15 @@ fn summarize(mut latencies: Vec<u64>, elapsed: Duration) -> Stats {
     }
 }
 
-/// utime + stime of a process, in microseconds.
-fn cpu_us(pid: u32) -> u64 {
+/// (utime, stime) of a process, in microseconds.
+fn cpu_us(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // Linux reports in USER_HZ, 100 on every mainstream configuration.
-    ticks * 10_000
+    let us = |i: usize| fields[i].parse::<u64>().unwrap() * 10_000;
+    (us(11), us(12))
 }
 
 async fn load(urls: Arc<Vec<String>>, connections: usize, secs: u64) -> (Vec<u64>, Duration, u64) {
@@ -233,10 +233,27 @@ async fn serving(data_dir: &Path, connections: usize, secs: u64) {
     );
 
     let files = Arc::new(keys.iter().map(|k| root.join(k)).collect::<Vec<_>>());
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    println!(
+        "mean chunk size {} KiB\n",
+        bytes / files.len() as u64 / 1024
+    );
     let (lat, elapsed) = plain_reads(files, connections, secs).await;
     report("plain file read", &summarize(lat, elapsed), None, None, 0);
 
-    for (label, prefix) in [("public /data/…", &public), ("share link /s/…", &link)] {
+    // The fixed cost of a request, apart from moving bytes: the small metadata documents.
+    let metadata_keys: Vec<String> = ["zarr.json", "0/zarr.json", "1/zarr.json", "2/zarr.json"]
+        .map(String::from)
+        .to_vec();
+    let runs = [
+        ("public /data/…", &public, &keys),
+        ("share link /s/…", &link, &keys),
+        ("public, zarr.json only", &public, &metadata_keys),
+    ];
+    for (label, prefix, keys) in runs {
         let urls = Arc::new(
             keys.iter()
                 .map(|k| format!("{prefix}{k}"))
@@ -247,11 +264,19 @@ async fn serving(data_dir: &Path, connections: usize, secs: u64) {
         let calls_before = metadata_calls(&base).await;
         let cpu_before = cpu_us(pid);
         let (lat, elapsed, errors) = load(urls, connections, secs).await;
-        let cpu = cpu_us(pid) - cpu_before;
+        let cpu_after = cpu_us(pid);
         let calls = metadata_calls(&base).await - calls_before;
         let stats = summarize(lat, elapsed);
-        let per_req = cpu as f64 / stats.requests.max(1) as f64;
-        report(label, &stats, Some(per_req), Some(calls), errors);
+        let n = stats.requests.max(1) as f64;
+        let (user, sys) = (
+            (cpu_after.0 - cpu_before.0) as f64 / n,
+            (cpu_after.1 - cpu_before.1) as f64 / n,
+        );
+        report(label, &stats, Some(user + sys), Some(calls), errors);
+        println!(
+            "{:<22} server CPU/req split: user {user:.1} µs, kernel {sys:.1} µs",
+            ""
+        );
     }
 }
 

@@ -174,7 +174,8 @@ impl Objects {
         }
     }
 
-    /// Checks a local presigned URL and returns the path it grants.
+    /// Checks a local presigned URL and returns the path it grants: signed, not expired, and
+    /// below an allowed root.
     pub fn verify_local_signature(&self, path: &str, sig: &str) -> Option<Path> {
         let mut v = Validation::new(Algorithm::HS256);
         v.required_spec_claims = ["exp".to_owned()].into();
@@ -182,7 +183,9 @@ impl Objects {
         let claims = jsonwebtoken::decode::<BlobClaims>(sig, &self.signer.decoding, &v)
             .ok()?
             .claims;
-        (claims.p == path).then(|| Path::from(path))
+        // Only a path still below an allowed root (there are none in a Lambda).
+        let below_a_root = self.local_path_allowed(&PathBuf::from(format!("/{path}")));
+        (claims.p == path && below_a_root).then(|| Path::from(path))
     }
 
     /// The local filesystem store (for serving verified `/_blob/` URLs).

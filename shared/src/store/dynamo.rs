@@ -182,52 +182,45 @@ fn transact_item(w: Write, table: &str) -> Result<TransactWriteItem, StoreError>
     let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::backend(e);
     Ok(match w {
         Write::Put { item, cond } => {
-            let mut b = Put::builder()
+            let (expr, names, values) = split(condition(cond));
+            let put = Put::builder()
                 .table_name(table)
-                .set_item(Some(to_attrs(&item)?));
-            if let Some((expr, names, values)) = condition(cond) {
-                b = b
-                    .condition_expression(expr)
-                    .set_expression_attribute_values(values);
-                if !names.is_empty() {
-                    b = b.set_expression_attribute_names(Some(names));
-                }
-            }
-            TransactWriteItem::builder()
-                .put(b.build().map_err(build)?)
+                .set_item(Some(to_attrs(&item)?))
+                .set_condition_expression(expr)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
                 .build()
+                .map_err(build)?;
+            TransactWriteItem::builder().put(put).build()
         }
         Write::Delete { key, cond } => {
-            let mut b = Delete::builder()
-                .table_name(table)
-                .set_key(Some(key_attrs(&key)));
-            if let Some((expr, names, values)) = condition(cond) {
-                b = b
-                    .condition_expression(expr)
-                    .set_expression_attribute_values(values);
-                if !names.is_empty() {
-                    b = b.set_expression_attribute_names(Some(names));
-                }
-            }
-            TransactWriteItem::builder()
-                .delete(b.build().map_err(build)?)
-                .build()
-        }
-        Write::Check { key, cond } => {
-            let (expr, names, values) = condition(cond).ok_or(StoreError::Invalid {
-                what: "a check without a condition",
-            })?;
-            let mut b = ConditionCheck::builder()
+            let (expr, names, values) = split(condition(cond));
+            let delete = Delete::builder()
                 .table_name(table)
                 .set_key(Some(key_attrs(&key)))
-                .condition_expression(expr)
-                .set_expression_attribute_values(values);
-            if !names.is_empty() {
-                b = b.set_expression_attribute_names(Some(names));
-            }
-            TransactWriteItem::builder()
-                .condition_check(b.build().map_err(build)?)
+                .set_condition_expression(expr)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
                 .build()
+                .map_err(build)?;
+            TransactWriteItem::builder().delete(delete).build()
+        }
+        Write::Check { key, cond } => {
+            let (expr, names, values) = split(condition(cond));
+            if expr.is_none() {
+                return Err(StoreError::Invalid {
+                    what: "a check without a condition",
+                });
+            }
+            let check = ConditionCheck::builder()
+                .table_name(table)
+                .set_key(Some(key_attrs(&key)))
+                .set_condition_expression(expr)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(build)?;
+            TransactWriteItem::builder().condition_check(check).build()
         }
     })
 }
