@@ -10,7 +10,9 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod objects;
+pub mod passwords;
 pub mod services;
+pub mod tokens;
 pub mod zarr;
 
 pub use services::Services;

@@ -91,6 +91,19 @@ random_id!(
     LinkId, "link id", 10, 16
 );
 
+random_id!(
+    /// A user's id: 80 random bits.
+    UserId, "user id", 10, 16
+);
+random_id!(
+    /// A team's id: 80 random bits.
+    TeamId, "team id", 10, 16
+);
+random_id!(
+    /// An invitation's id (not its secret token): 80 random bits.
+    InviteId, "invitation id", 10, 16
+);
+
 /// An organization's id: a short slug chosen at creation (`[a-z0-9-]{2,40}`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

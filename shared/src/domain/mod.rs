@@ -1,17 +1,21 @@
 //! Domain types. Everything that crosses the edge is parsed into one of these first.
 
+mod account;
 mod dataset;
 mod ids;
 mod key;
+mod people;
 mod storage_url;
 mod token;
 
+pub use account::{Email, OrgRole, Password, TeamRole};
 pub use dataset::{
     Dataset, DatasetName, DatasetPatch, Layer, LayerKind, Level, LinkState, NewDataset, ShareLink,
     Visibility, ZarrFormat,
 };
-pub use ids::{DatasetId, LinkId, OrgId};
+pub use ids::{DatasetId, InviteId, LinkId, OrgId, TeamId, UserId};
 pub use key::ObjectKey;
+pub use people::{Invite, InviteState, Organization, Session, Team, User};
 pub use storage_url::StorageUrl;
 pub use token::{LinkToken, TokenHash};
 

@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::catalog::CatalogError;
-use super::{Catalog, Cond, DynStore, Index, Item, Key, Query, StoreError, Write};
+use super::directory::CreateError;
+use super::{Catalog, Cond, Directory, DynStore, Index, Item, Key, Query, StoreError, Write};
 use crate::domain::{
-    Dataset, DatasetId, DatasetName, DatasetPatch, LinkId, LinkToken, OrgId, ShareLink, StorageUrl,
-    Visibility, ZarrFormat, now,
+    Dataset, DatasetId, DatasetName, DatasetPatch, Email, Invite, InviteId, LinkId, LinkToken,
+    OrgId, OrgRole, Organization, Session, ShareLink, StorageUrl, Team, TeamId, TeamRole, User,
+    UserId, Visibility, ZarrFormat, now,
 };
 
 fn unique(tag: &str) -> String {
@@ -49,6 +51,10 @@ pub async fn run_all(store: DynStore) {
     racing_versioned_updates_lose_nothing(&store).await;
     catalog_datasets(&store).await;
     catalog_links(&store).await;
+    directory_orgs_and_users(&store).await;
+    directory_teams(&store).await;
+    directory_sessions_rotate_once(&store).await;
+    directory_invites_accept_once(&store).await;
 }
 
 async fn missing_items_read_as_none(store: &DynStore) {
@@ -642,4 +648,306 @@ async fn catalog_links(store: &DynStore) {
             .is_none(),
         "revoke touched another link"
     );
+}
+
+fn organization(id: &OrgId) -> Organization {
+    Organization {
+        id: id.clone(),
+        name: "Test lab".into(),
+        auto_activate: false,
+        created_at: now(),
+        version: 1,
+    }
+}
+
+fn user(org: &OrgId, email: &str) -> User {
+    User {
+        id: UserId::generate(),
+        org: org.clone(),
+        email: Email::parse(email).unwrap(),
+        name: "Test".into(),
+        password_hash: "$argon2id$not-a-real-hash".into(),
+        active: true,
+        role: OrgRole::User,
+        teams: Default::default(),
+        experience: Default::default(),
+        token_generation: 0,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now(),
+        version: 1,
+    }
+}
+
+fn unique_email(tag: &str) -> String {
+    format!("{tag}.{}@example.org", DatasetId::generate())
+}
+
+async fn directory_orgs_and_users(store: &DynStore) {
+    let dir = Directory::new(store.clone());
+    let org = test_org();
+    let admin_email = unique_email("admin");
+    let admin = User {
+        role: OrgRole::Admin,
+        ..user(&org, &admin_email)
+    };
+    dir.create_org(&organization(&org), &admin).await.unwrap();
+    assert_eq!(dir.org(&org).await.unwrap().name, "Test lab");
+    assert_eq!(dir.user(&admin.id).await.unwrap(), admin);
+    let by_mail = dir
+        .user_by_email(&Email::parse(&admin_email.to_uppercase()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(by_mail.id, admin.id, "e-mail lookup is case-insensitive");
+
+    let again = dir
+        .create_org(&organization(&org), &user(&org, &unique_email("other")))
+        .await;
+    assert!(
+        matches!(again, Err(CreateError::OrgTaken)),
+        "second org with one id: {again:?}"
+    );
+    let other_org = test_org();
+    let same_mail = dir
+        .create_org(
+            &organization(&other_org),
+            &user(&other_org, &admin_email.to_uppercase()),
+        )
+        .await;
+    assert!(
+        matches!(same_mail, Err(CreateError::EmailTaken)),
+        "one address, two accounts: {same_mail:?}"
+    );
+    assert!(
+        matches!(dir.org(&other_org).await, Err(CatalogError::NotFound)),
+        "half an organization was created"
+    );
+
+    let orphan = dir
+        .create_user(&user(&test_org(), &unique_email("orphan")))
+        .await;
+    assert!(
+        matches!(orphan, Err(CreateError::NoOrg)),
+        "user of a missing org: {orphan:?}"
+    );
+    let member = user(&org, &unique_email("member"));
+    dir.create_user(&member).await.unwrap();
+    let dup = dir.create_user(&user(&org, member.email.as_str())).await;
+    assert!(matches!(dup, Err(CreateError::EmailTaken)), "{dup:?}");
+
+    let mut listed = Vec::new();
+    for _ in 0..40 {
+        listed = dir
+            .users_of(&org)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        if listed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed.len(), 2, "organization's users");
+
+    // Concurrent changes of one user: none lost.
+    let teams: Vec<TeamId> = (0..6).map(|_| TeamId::generate()).collect();
+    let tasks: Vec<_> = teams
+        .iter()
+        .map(|t| {
+            let (dir, id, t) = (dir.clone(), member.id.clone(), t.clone());
+            tokio::spawn(async move {
+                dir.update_user::<CatalogError>(&id, |u| {
+                    u.teams.insert(t.clone(), TeamRole::Member);
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let updated = dir.user(&member.id).await.unwrap();
+    assert_eq!(updated.teams.len(), 6, "a concurrent team change was lost");
+    assert_eq!(updated.version, 7);
+}
+
+async fn directory_teams(store: &DynStore) {
+    let dir = Directory::new(store.clone());
+    let org = test_org();
+    dir.create_org(&organization(&org), &user(&org, &unique_email("admin")))
+        .await
+        .unwrap();
+    let team = |name: &str| Team {
+        id: TeamId::generate(),
+        org: org.clone(),
+        name: name.into(),
+        created_at: now(),
+        version: 1,
+    };
+    let microscopy = team("Microscopy");
+    dir.create_team(&microscopy).await.unwrap();
+    dir.create_team(&team("Annotators")).await.unwrap();
+    let clash = dir.create_team(&team("microscopy")).await;
+    assert!(
+        matches!(clash, Err(CreateError::TeamNameTaken)),
+        "{clash:?}"
+    );
+    let nowhere = Team {
+        org: test_org(),
+        ..team("x")
+    };
+    assert!(matches!(
+        dir.create_team(&nowhere).await,
+        Err(CreateError::NoOrg)
+    ));
+    assert_eq!(dir.team(&microscopy.id).await.unwrap(), microscopy);
+    let mut names = Vec::new();
+    for _ in 0..40 {
+        names = dir
+            .teams_of(&org)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        if names.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(names, ["Annotators", "Microscopy"]);
+}
+
+async fn directory_sessions_rotate_once(store: &DynStore) {
+    let dir = Directory::new(store.clone());
+    let session = Session {
+        user: UserId::generate(),
+        generation: 0,
+        expires_at: now() + time::Duration::days(30),
+    };
+    let first = LinkToken::generate().hash();
+    dir.create_session(&first, &session).await.unwrap();
+    assert_eq!(dir.session(&first).await.unwrap(), session);
+    let candidates: Vec<_> = (0..8).map(|_| LinkToken::generate().hash()).collect();
+    let tasks: Vec<_> = candidates
+        .iter()
+        .map(|next| {
+            let (dir, session, next) = (dir.clone(), session.clone(), *next);
+            tokio::spawn(async move { dir.rotate_session(&first, &next, &session).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(CatalogError::NotFound) => {}
+            Err(e) => panic!("rotation failed oddly: {e:?}"),
+        }
+    }
+    assert_eq!(wins, 1, "one refresh token was rotated {wins} times");
+    assert!(
+        matches!(dir.session(&first).await, Err(CatalogError::NotFound)),
+        "the old token survived"
+    );
+    let mut alive = 0;
+    for c in &candidates {
+        if dir.session(c).await.is_ok() {
+            alive += 1;
+            dir.end_session(c).await.unwrap();
+            assert!(matches!(dir.session(c).await, Err(CatalogError::NotFound)));
+        }
+    }
+    assert_eq!(alive, 1);
+}
+
+async fn directory_invites_accept_once(store: &DynStore) {
+    let dir = Directory::new(store.clone());
+    let org = test_org();
+    let admin = user(&org, &unique_email("admin"));
+    dir.create_org(&organization(&org), &admin).await.unwrap();
+    let email = unique_email("invitee");
+    let token = LinkToken::generate();
+    let invite = Invite {
+        id: InviteId::generate(),
+        org: org.clone(),
+        email: Email::parse(&email).unwrap(),
+        invited_by: admin.id.clone(),
+        role: OrgRole::User,
+        teams: Default::default(),
+        token_hash: token.hash(),
+        created_at: now(),
+        expires_at: now() + time::Duration::days(14),
+        accepted_at: None,
+        accepted_by: None,
+        revoked_at: None,
+        sent: 1,
+        version: 1,
+    };
+    dir.create_invite(&invite).await.unwrap();
+    assert_eq!(dir.invite_by_token(&token.hash()).await.unwrap(), invite);
+    assert!(matches!(
+        dir.invite_by_token(&LinkToken::generate().hash()).await,
+        Err(CatalogError::NotFound)
+    ));
+    let second = Invite {
+        id: InviteId::generate(),
+        token_hash: LinkToken::generate().hash(),
+        created_at: now() + time::Duration::seconds(1),
+        ..invite.clone()
+    };
+    dir.create_invite(&second).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..40 {
+        order = dir
+            .invites_of(&org)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        if order.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        order,
+        [second.id.clone(), invite.id.clone()],
+        "newest first"
+    );
+
+    // Two people follow one link at once: exactly one account comes of it.
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (dir, invite) = (dir.clone(), invite.clone());
+            let newcomer = user(&org, &email);
+            tokio::spawn(async move {
+                let accepted = Invite {
+                    accepted_at: Some(now()),
+                    accepted_by: Some(newcomer.id.clone()),
+                    version: invite.version + 1,
+                    ..invite.clone()
+                };
+                dir.accept_invite_as_new_user(&accepted, invite.version, &newcomer)
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1, "one invitation accepted {wins} times");
+    let stored = dir.invite(&invite.id).await.unwrap();
+    assert!(stored.accepted_at.is_some());
+    let account = dir
+        .user_by_email(&Email::parse(&email).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.accepted_by, Some(account.id));
 }

@@ -7,9 +7,19 @@
 //! | dataset name claim | `ORG#{org}` | `DSNAME#{folded name}` | | |
 //! | share link | `DS#{id}` | `LINK#{link id}` | | |
 //! | token → link | `TOKEN#{sha256 hex}` | `TOKEN` | | |
+//! | organization | `ORG#{org}` | `META` | | |
+//! | user | `USER#{id}` | `META` | `ORG#{org}#USERS` | `{email}` |
+//! | e-mail claim (unique per installation) | `EMAIL#{email}` | `CLAIM` | | |
+//! | team | `TEAM#{id}` | `META` | `ORG#{org}#TEAMS` | `{folded name}` |
+//! | team name claim | `ORG#{org}` | `TEAMNAME#{folded name}` | | |
+//! | login session (refresh token) | `SESSION#{sha256 hex}` | `SESSION` | | |
+//! | invitation | `INVITE#{id}` | `META` | `ORG#{org}#INVITES` | `{created}#{id}` |
+//! | invitation token → invitation | `INVITETOKEN#{sha256 hex}` | `TOKEN` | | |
 
 use super::Key;
-use crate::domain::{DatasetId, DatasetName, LinkId, OrgId, TokenHash};
+use crate::domain::{
+    DatasetId, DatasetName, Email, InviteId, LinkId, OrgId, TeamId, Timestamp, TokenHash, UserId,
+};
 
 pub fn dataset(id: &DatasetId) -> Key {
     Key::new(format!("DS#{id}"), "META")
@@ -38,6 +48,68 @@ pub fn links_of(dataset: &DatasetId) -> (String, &'static str) {
 
 pub fn token(hash: &TokenHash) -> Key {
     Key::new(format!("TOKEN#{}", hash.to_hex()), "TOKEN")
+}
+
+pub fn org(org: &OrgId) -> Key {
+    Key::new(format!("ORG#{org}"), "META")
+}
+
+pub fn user(id: &UserId) -> Key {
+    Key::new(format!("USER#{id}"), "META")
+}
+
+pub fn org_users_partition(org: &OrgId) -> String {
+    format!("ORG#{org}#USERS")
+}
+
+pub fn user_in_org_index(org: &OrgId, email: &Email) -> Key {
+    Key::new(org_users_partition(org), email.as_str())
+}
+
+pub fn email_claim(email: &Email) -> Key {
+    Key::new(format!("EMAIL#{email}"), "CLAIM")
+}
+
+pub fn team(id: &TeamId) -> Key {
+    Key::new(format!("TEAM#{id}"), "META")
+}
+
+pub fn org_teams_partition(org: &OrgId) -> String {
+    format!("ORG#{org}#TEAMS")
+}
+
+pub fn team_in_org_index(org: &OrgId, name: &str) -> Key {
+    Key::new(org_teams_partition(org), name.to_lowercase())
+}
+
+pub fn team_name_claim(org: &OrgId, name: &str) -> Key {
+    Key::new(
+        format!("ORG#{org}"),
+        format!("TEAMNAME#{}", name.to_lowercase()),
+    )
+}
+
+pub fn session(hash: &TokenHash) -> Key {
+    Key::new(format!("SESSION#{}", hash.to_hex()), "SESSION")
+}
+
+pub fn invite(id: &InviteId) -> Key {
+    Key::new(format!("INVITE#{id}"), "META")
+}
+
+pub fn org_invites_partition(org: &OrgId) -> String {
+    format!("ORG#{org}#INVITES")
+}
+
+pub fn invite_in_org_index(org: &OrgId, id: &InviteId, created: Timestamp) -> Key {
+    Key::new(
+        org_invites_partition(org),
+        format!("{:020}#{id}", created.unix_timestamp_nanos()),
+    )
+}
+
+pub fn invite_token(hash: &TokenHash) -> Key {
+    Key::new(format!("INVITETOKEN#{}", hash.to_hex()), "TOKEN")
 }
 
 #[cfg(test)]

@@ -13,12 +13,14 @@ use serde_json::Value;
 
 pub mod catalog;
 pub mod conformance;
+pub mod directory;
 pub mod dynamo;
 pub mod embedded;
 pub mod keys;
 pub mod metered;
 
 pub use catalog::Catalog;
+pub use directory::Directory;
 
 /// A primary (or index) key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
