@@ -470,6 +470,10 @@ fn describe(actor: &Actor) -> String {
         Actor::OrgAdmin { org } => format!("admin-key@{org}"),
         Actor::Anonymous => "anonymous".into(),
         Actor::LinkHolder(_) => "link".into(),
+        Actor::User(m) => {
+            m.id.as_ref()
+                .map_or_else(|| format!("admin-key@{}", m.org), |id| format!("user:{id}"))
+        }
     }
 }
 
