@@ -171,6 +171,14 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
         None => secret_file(&data_dir.join("admin.key"))?,
     };
     let signing = secret_file(&data_dir.join("signing.key"))?;
+    let jwt = match std::env::var("ZARRSHARE_JWT_SECRET")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        Some(k) => k,
+        None => secret_file(&data_dir.join("jwt.key"))?,
+    };
+    let outbox = data_dir.join("outbox.jsonl").to_string_lossy().into_owned();
     let objects_root = data_dir.join("objects");
     let mut roots = vec![objects_root];
     roots.extend(opts.local_roots.iter().cloned());
@@ -190,6 +198,14 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
         match name {
             "ZARRSHARE_ADMIN_KEY" => Some(admin_key.clone()),
             "ZARRSHARE_SIGNING_SECRET" => Some(signing.clone()),
+            "ZARRSHARE_JWT_SECRET" => Some(jwt.clone()),
+            // Locally, mail lands in the data directory; with --aws it goes to SES when a
+            // sender is configured.
+            "ZARRSHARE_OUTBOX"
+                if !aws || set.is_none() && std::env::var("ZARRSHARE_SENDER_EMAIL").is_err() =>
+            {
+                set.or_else(|| Some(outbox.clone()))
+            }
             "ZARRSHARE_LOCAL_ROOTS" => Some(roots_text.clone()),
             "ZARRSHARE_PUBLIC_BASE_URL" => Some(base_url.to_owned()),
             "ZARRSHARE_DELIVERY" => Some(delivery.to_owned()),
@@ -223,7 +239,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     }
     let store = shared::services::open_store(&config).await?;
     let (store, counts) = Metered::wrap(store);
-    let services = Arc::new(Services::new(config, store)?);
+    let services = Arc::new(Services::build(config, store).await?);
 
     let demo = if opts.seed_demo {
         Some(seed_demo(&services, &data_dir, &base_url, &admin_key).await?)

@@ -1,7 +1,7 @@
-//! Who is calling a management route. Until accounts exist, the only credential is an
-//! organization admin key from configuration, presented as `Authorization: Bearer <key>`.
-//! [`Authenticator::authenticate`] is the one place that turns headers into an [`Actor`]: user
-//! tokens replace the key here and nowhere else.
+//! Who is calling a management route. [`Authenticator::authenticate`] is the one place that
+//! turns headers into an [`Actor`]: `Authorization: Bearer <access token>` for a signed-in user
+//! (checked against the stored account on every request, so deactivation ends access at once),
+//! or the installation's admin key, an administrator of its organization for operations.
 
 use std::sync::Arc;
 
@@ -12,14 +12,19 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ApiError;
-use crate::access::Actor;
+use crate::access::{Actor, MemberFacts};
 use crate::domain::OrgId;
+use crate::store::Directory;
+use crate::store::catalog::CatalogError;
+use crate::tokens::TokenIssuer;
 
 #[derive(Clone)]
 pub struct Authenticator {
     /// SHA-256 of the admin key: compared in constant time, never logged.
     admin_key_hash: Option<[u8; 32]>,
     org: OrgId,
+    tokens: TokenIssuer,
+    directory: Directory,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -39,7 +44,12 @@ pub struct WeakKey;
 
 impl Authenticator {
     /// `admin_key`: `None` disables key login (only public reads remain).
-    pub fn new(admin_key: Option<&str>, org: OrgId) -> Result<Self, WeakKey> {
+    pub fn new(
+        admin_key: Option<&str>,
+        org: OrgId,
+        tokens: TokenIssuer,
+        directory: Directory,
+    ) -> Result<Self, WeakKey> {
         let admin_key_hash = match admin_key {
             Some(k) if k.len() < MIN_ADMIN_KEY_LEN => return Err(WeakKey),
             Some(k) => Some(Sha256::digest(k.as_bytes()).into()),
@@ -48,6 +58,8 @@ impl Authenticator {
         Ok(Self {
             admin_key_hash,
             org,
+            tokens,
+            directory,
         })
     }
 
@@ -56,7 +68,7 @@ impl Authenticator {
     }
 
     /// No `Authorization` header: anonymous. A header that does not authenticate: 401.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Actor, ApiError> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Ok(Actor::Anonymous);
         };
@@ -67,16 +79,37 @@ impl Authenticator {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let expected = self.admin_key_hash.ok_or(ApiError::Unauthorized)?;
-        let presented: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-        if bool::from(presented.ct_eq(&expected)) {
-            Ok(Actor::OrgAdmin {
-                org: self.org.clone(),
-            })
-        } else {
-            Err(ApiError::Unauthorized)
+        if let Some(expected) = self.admin_key_hash {
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            if bool::from(digest.ct_eq(&expected)) {
+                return Ok(Actor::OrgAdmin {
+                    org: self.org.clone(),
+                });
+            }
         }
+        let claims = self
+            .tokens
+            .verify(presented)
+            .map_err(|_| ApiError::Unauthorized)?;
+        let user = match self.directory.user(&claims.sub).await {
+            Ok(user) => user,
+            Err(CatalogError::NotFound) => return Err(ApiError::Unauthorized),
+            Err(other) => return Err(other.into()),
+        };
+        // A token of an older generation (before a deactivation or logout-everywhere) is dead.
+        if user.org != claims.org || user.token_generation != claims.tv || !user.active {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(Actor::User(MemberFacts {
+            id: Some(user.id),
+            org: user.org,
+            role: user.role,
+            teams: user.teams,
+            active: user.active,
+        }))
     }
 }
 
@@ -93,20 +126,48 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let auth = Arc::<Authenticator>::from_ref(state);
-        auth.authenticate(&parts.headers).map(Caller)
+        auth.authenticate(&parts.headers).await.map(Caller)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Email, OrgRole, Organization, User, UserId, now};
+    use std::time::Duration;
 
-    fn auth() -> Authenticator {
-        Authenticator::new(
+    struct Fixture {
+        auth: Authenticator,
+        directory: Directory,
+        tokens: TokenIssuer,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store: crate::store::DynStore = std::sync::Arc::new(
+            crate::store::embedded::EmbeddedStore::open(&dir.path().join("db"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let directory = Directory::new(store);
+        let tokens = TokenIssuer::new(&[1; 32], Duration::from_secs(60));
+        let auth = Authenticator::new(
             Some("correct horse battery staple"),
-            OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}")),
+            lab(),
+            tokens.clone(),
+            directory.clone(),
         )
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        Fixture {
+            auth,
+            directory,
+            tokens,
+            _dir: dir,
+        }
+    }
+
+    fn lab() -> OrgId {
+        OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn headers(v: &str) -> HeaderMap {
@@ -118,16 +179,21 @@ mod tests {
         h
     }
 
-    #[test]
-    fn the_admin_key_makes_an_org_admin() {
-        let actor = auth().authenticate(&headers("Bearer correct horse battery staple"));
+    #[tokio::test]
+    async fn the_admin_key_makes_an_org_admin() {
+        let f = fixture();
+        let actor = f
+            .auth
+            .authenticate(&headers("Bearer correct horse battery staple"))
+            .await;
         assert!(matches!(actor, Ok(Actor::OrgAdmin { .. })));
     }
 
-    #[test]
-    fn no_header_is_anonymous_and_a_wrong_one_is_refused() {
+    #[tokio::test]
+    async fn no_header_is_anonymous_and_a_wrong_one_is_refused() {
+        let f = fixture();
         assert!(matches!(
-            auth().authenticate(&HeaderMap::new()),
+            f.auth.authenticate(&HeaderMap::new()).await,
             Ok(Actor::Anonymous)
         ));
         for bad in [
@@ -135,10 +201,11 @@ mod tests {
             "Basic Y29ycmVjdA==",
             "Bearer ",
             "correct horse battery staple",
+            "Bearer a.b.c",
         ] {
             assert!(
                 matches!(
-                    auth().authenticate(&headers(bad)),
+                    f.auth.authenticate(&headers(bad)).await,
                     Err(ApiError::Unauthorized)
                 ),
                 "{bad}"
@@ -146,9 +213,72 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn user_tokens_work_until_the_account_is_deactivated() {
+        let f = fixture();
+        let user = User {
+            id: UserId::generate(),
+            org: lab(),
+            email: Email::parse("ada@example.org").unwrap_or_else(|e| panic!("{e}")),
+            name: "Ada".into(),
+            password_hash: String::new(),
+            active: true,
+            role: OrgRole::DatasetManager,
+            teams: Default::default(),
+            experience: Default::default(),
+            token_generation: 0,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: now(),
+            version: 1,
+        };
+        let org = Organization {
+            id: lab(),
+            name: "Lab".into(),
+            auto_activate: false,
+            created_at: now(),
+            version: 1,
+        };
+        f.directory
+            .create_org(&org, &user)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let token = f
+            .tokens
+            .issue(&user.id, &user.org, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let actor = f
+            .auth
+            .authenticate(&headers(&format!("Bearer {token}")))
+            .await;
+        match actor {
+            Ok(Actor::User(m)) => assert_eq!(
+                (m.id, m.role),
+                (Some(user.id.clone()), OrgRole::DatasetManager)
+            ),
+            other => panic!("{other:?}"),
+        }
+        f.directory
+            .update_user::<CatalogError>(&user.id, |u| {
+                u.active = false;
+                u.token_generation += 1;
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after = f
+            .auth
+            .authenticate(&headers(&format!("Bearer {token}")))
+            .await;
+        assert!(matches!(after, Err(ApiError::Unauthorized)), "{after:?}");
+    }
+
     #[test]
     fn short_keys_are_refused_at_startup() {
-        let org = OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}"));
-        assert!(Authenticator::new(Some("short"), org).is_err());
+        let f = fixture();
+        assert!(
+            Authenticator::new(Some("short"), lab(), f.tokens.clone(), f.directory.clone())
+                .is_err()
+        );
     }
 }

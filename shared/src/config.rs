@@ -42,6 +42,14 @@ pub struct Config {
     pub local_roots: Vec<PathBuf>,
     /// Secret for local presigned URLs.
     pub signing_secret: Vec<u8>,
+    /// HS256 key of access tokens; every instance of every function needs the same one.
+    pub jwt_secret: Vec<u8>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// The From address of invitations (SES must have it verified).
+    pub sender_email: Option<String>,
+    /// Write mail to this JSON-lines file instead of sending it (local runs).
+    pub outbox: Option<PathBuf>,
 }
 
 /// The longest a revocation may take to reach every function instance.
@@ -145,7 +153,35 @@ impl Config {
                 key
             }
         };
+        let jwt_secret = match var("ZARRSHARE_JWT_SECRET") {
+            Some(s) if s.len() >= 32 => s.into_bytes(),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "ZARRSHARE_JWT_SECRET",
+                    why: "must be at least 32 characters",
+                });
+            }
+            None => {
+                // Tokens then only verify in this process: fine for one local server, not for Lambda.
+                let mut key = vec![0u8; 32];
+                rand::Rng::fill_bytes(&mut rand::rng(), &mut key);
+                key
+            }
+        };
         Ok(Self {
+            jwt_secret,
+            access_token_ttl: seconds(
+                &var,
+                "ZARRSHARE_ACCESS_TOKEN_TTL_SECS",
+                Duration::from_secs(15 * 60),
+            )?,
+            refresh_token_ttl: seconds(
+                &var,
+                "ZARRSHARE_REFRESH_TOKEN_TTL_SECS",
+                Duration::from_secs(30 * 86_400),
+            )?,
+            sender_email: var("ZARRSHARE_SENDER_EMAIL"),
+            outbox: var("ZARRSHARE_OUTBOX").map(PathBuf::from),
             metadata,
             data_bucket: var("ZARRSHARE_DATA_BUCKET"),
             aws_endpoint: var("AWS_ENDPOINT_URL"),

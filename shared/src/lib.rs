@@ -9,6 +9,7 @@ pub use error::ApiError;
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod mail;
 pub mod objects;
 pub mod passwords;
 pub mod services;

@@ -10,11 +10,13 @@ use crate::ApiError;
 use crate::auth::Authenticator;
 use crate::config::{Config, MetadataBackend};
 use crate::domain::{Dataset, DatasetId, ShareLink, TokenHash};
+use crate::mail::{Mailer, OutboxMailer, SesMailer};
 use crate::objects::{Location, Objects, ObjectsError, S3Settings};
 use crate::store::catalog::CatalogError;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::{Catalog, DynStore, StoreError};
+use crate::store::{Catalog, Directory, DynStore, StoreError};
+use crate::tokens::TokenIssuer;
 
 /// A dataset as the chunk function needs it: its record and its opened storage location.
 pub struct ResolvedDataset {
@@ -48,6 +50,9 @@ impl AccessCache {
 pub struct Services {
     pub config: Config,
     pub catalog: Catalog,
+    pub directory: Directory,
+    pub tokens: TokenIssuer,
+    pub mailer: Arc<dyn Mailer>,
     pub objects: Arc<Objects>,
     pub auth: Arc<Authenticator>,
     cache: AccessCache,
@@ -96,7 +101,31 @@ pub async fn open_store(config: &Config) -> Result<DynStore, StoreError> {
 }
 
 impl Services {
+    /// Services with the mailer the configuration implies: an outbox file when one is named,
+    /// otherwise SES (when the metadata is in DynamoDB and a sender is set), otherwise an
+    /// in-memory outbox.
+    pub async fn build(config: Config, store: DynStore) -> Result<Self, StartupError> {
+        let mailer: Arc<dyn Mailer> = match (&config.outbox, &config.sender_email, &config.metadata)
+        {
+            (Some(path), _, _) => Arc::new(OutboxMailer::new(Some(path.clone()))),
+            (None, Some(from), MetadataBackend::DynamoDb { .. }) => {
+                let sdk = aws_sdk_config(&config).await;
+                Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk), from.clone()))
+            }
+            _ => Arc::new(OutboxMailer::new(None)),
+        };
+        Self::with_mailer(config, store, mailer)
+    }
+
     pub fn new(config: Config, store: DynStore) -> Result<Self, StartupError> {
+        Self::with_mailer(config, store, Arc::new(OutboxMailer::new(None)))
+    }
+
+    pub fn with_mailer(
+        config: Config,
+        store: DynStore,
+        mailer: Arc<dyn Mailer>,
+    ) -> Result<Self, StartupError> {
         let objects = Arc::new(Objects::new(
             S3Settings {
                 endpoint: config.aws_endpoint.clone(),
@@ -105,13 +134,20 @@ impl Services {
             config.local_roots.clone(),
             &config.signing_secret,
         ));
+        let tokens = TokenIssuer::new(&config.jwt_secret, config.access_token_ttl);
+        let directory = Directory::new(store.clone());
         let auth = Arc::new(Authenticator::new(
             config.admin_key.as_deref(),
             config.org.clone(),
+            tokens.clone(),
+            directory.clone(),
         )?);
         Ok(Self {
             cache: AccessCache::new(config.access_cache_ttl),
             catalog: Catalog::new(store),
+            directory,
+            tokens,
+            mailer,
             objects,
             auth,
             config,
@@ -122,7 +158,7 @@ impl Services {
     pub async fn from_env() -> Result<Arc<Self>, StartupError> {
         let config = Config::from_env()?;
         let store = open_store(&config).await?;
-        Ok(Arc::new(Self::new(config, store)?))
+        Ok(Arc::new(Self::build(config, store).await?))
     }
 
     /// The dataset and its storage, from this instance's cache when fresh.
