@@ -30,17 +30,41 @@ locals {
       }
     }
     datasets = {
-      description = "The JSON API: registering datasets, describing them, managing their share links."
+      description = "The datasets API: registering datasets, describing them, managing their share links."
       routes = [
-        "ANY /api/{proxy+}",
+        "ANY /api/datasets",
+        "ANY /api/datasets/{proxy+}",
+        "GET /api/openapi.json",
       ]
       memory_mb = 512
       timeout_s = 15
       ddb_write = true
-      # Nothing writes annotation bodies or sends mail yet: granted when a route needs it.
+      # Nothing writes annotation bodies or sends mail here: granted when a route needs it.
       s3_write = false
       ses_send = false
       env = {
+        ZARRSHARE_JWT_SECRET = var.jwt_secret
+      }
+    }
+    accounts = {
+      description = "The accounts API: organizations, sign-up and login, activation, teams, experience, e-mail invitations."
+      routes = [
+        "ANY /api/organizations",
+        "ANY /api/auth/{proxy+}",
+        "ANY /api/me",
+        "ANY /api/users",
+        "ANY /api/users/{proxy+}",
+        "ANY /api/teams",
+        "ANY /api/invites",
+        "ANY /api/invites/{proxy+}",
+      ]
+      memory_mb = 1024 # Argon2id hashing wants memory and the CPU that comes with it
+      timeout_s = 15
+      ddb_write = true
+      s3_write  = false
+      ses_send  = true
+      env = {
+        ZARRSHARE_JWT_SECRET   = var.jwt_secret
         ZARRSHARE_SENDER_EMAIL = var.sender_email
       }
     }

@@ -226,3 +226,13 @@ variable "sender_email" {
     error_message = "sender_email must be an email address."
   }
 }
+
+variable "jwt_secret" {
+  description = "HS256 key of the access tokens, shared by every function that authenticates users (at least 32 characters)."
+  type        = string
+  sensitive   = true
+  validation {
+    condition     = length(var.jwt_secret) >= 32
+    error_message = "jwt_secret must be at least 32 characters."
+  }
+}

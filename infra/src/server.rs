@@ -155,7 +155,8 @@ pub fn app(services: Arc<Services>, counts: Arc<CallCounts>) -> Router {
         }
     };
     chunks::routes(services.clone())
-        .merge(datasets::routes(services))
+        .merge(datasets::routes(services.clone()))
+        .merge(accounts::routes(services))
         .route("/_local/stats", get(stats))
         .route("/", get(index))
         .fallback(shared::error::no_route)

@@ -59,7 +59,7 @@ pub struct UserTarget<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct InviteTarget<'a> {
     pub org: &'a OrgId,
-    pub invited_by: &'a UserId,
+    pub invited_by: Option<&'a UserId>,
     pub teams: &'a BTreeMap<TeamId, TeamRole>,
 }
 
@@ -249,7 +249,11 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
             let manages_all =
                 !invite.teams.is_empty() && invite.teams.keys().all(|t| member.manages(t));
             match action {
-                Action::ManageInvite if admin || member.is(invite.invited_by) || manages_all => {
+                Action::ManageInvite
+                    if admin
+                        || invite.invited_by.is_some_and(|by| member.is(by))
+                        || manages_all =>
+                {
                     Allow
                 }
                 _ => Deny(Denial::Forbidden),
@@ -509,7 +513,7 @@ mod tests {
         let invite = |teams| {
             Resource::Invite(InviteTarget {
                 org: &home,
-                invited_by: &ids[4],
+                invited_by: Some(&ids[4]),
                 teams,
             })
         };

@@ -55,6 +55,13 @@ mock_provider "aws" {
 
 # Distinct integration ids, so that "each route targets its own function" is really checked.
 override_resource {
+  target          = aws_apigatewayv2_integration.fn["accounts"]
+  override_during = plan
+  values = {
+    id = "integration-accounts"
+  }
+}
+override_resource {
   target          = aws_apigatewayv2_integration.fn["chunks"]
   override_during = plan
   values = {
@@ -72,6 +79,7 @@ override_resource {
 variables {
   environment   = "test"
   admin_key     = "test-admin-key-0123456789abcdef0123456789"
+  jwt_secret    = "test-jwt-secret-0123456789abcdef0123456789"
   sender_email  = "noreply@example.org"
   artifacts_dir = "/nonexistent/lambda-artifacts"
 }
@@ -80,8 +88,8 @@ run "every_function_is_wired" {
   command = plan
 
   assert {
-    condition     = toset(keys(aws_lambda_function.fn)) == toset(["chunks", "datasets"])
-    error_message = "Expected exactly the chunks and datasets functions."
+    condition     = toset(keys(aws_lambda_function.fn)) == toset(["accounts", "chunks", "datasets"])
+    error_message = "Expected exactly the accounts, chunks and datasets functions."
   }
 
   assert {
@@ -131,7 +139,9 @@ run "every_function_is_wired" {
     condition = toset(keys(aws_apigatewayv2_route.fn)) == toset([
       "GET /data/{proxy+}", "HEAD /data/{proxy+}", "OPTIONS /data/{proxy+}",
       "GET /s/{proxy+}", "HEAD /s/{proxy+}", "OPTIONS /s/{proxy+}",
-      "ANY /api/{proxy+}",
+      "ANY /api/datasets", "ANY /api/datasets/{proxy+}", "GET /api/openapi.json",
+      "ANY /api/organizations", "ANY /api/auth/{proxy+}", "ANY /api/me", "ANY /api/users", "ANY /api/users/{proxy+}",
+      "ANY /api/teams", "ANY /api/invites", "ANY /api/invites/{proxy+}",
     ])
     error_message = "Unexpected set of routes."
   }
@@ -145,8 +155,13 @@ run "every_function_is_wired" {
   }
 
   assert {
-    condition     = alltrue([for rk in keys(aws_apigatewayv2_route.fn) : local.routes[rk].function == (startswith(rk, "ANY /api/") ? "datasets" : "chunks")])
-    error_message = "Chunk routes must go to chunks and /api to datasets."
+    condition = alltrue([
+      for rk in keys(aws_apigatewayv2_route.fn) : local.routes[rk].function == (
+        length(regexall("^[A-Z]+ /(data|s)/", rk)) > 0 ? "chunks" :
+        length(regexall("^[A-Z]+ /api/(datasets|openapi)", rk)) > 0 ? "datasets" : "accounts"
+      )
+    ])
+    error_message = "Chunk routes must go to chunks, dataset routes to datasets, account routes to accounts."
   }
 }
 

@@ -70,7 +70,8 @@ pub struct Invite {
     pub id: InviteId,
     pub org: OrgId,
     pub email: Email,
-    pub invited_by: UserId,
+    /// `None` when the installation's admin key sent it.
+    pub invited_by: Option<UserId>,
     pub role: OrgRole,
     pub teams: BTreeMap<TeamId, TeamRole>,
     pub token_hash: TokenHash,

@@ -874,7 +874,7 @@ async fn directory_invites_accept_once(store: &DynStore) {
         id: InviteId::generate(),
         org: org.clone(),
         email: Email::parse(&email).unwrap(),
-        invited_by: admin.id.clone(),
+        invited_by: Some(admin.id.clone()),
         role: OrgRole::User,
         teams: Default::default(),
         token_hash: token.hash(),

@@ -445,6 +445,36 @@ impl Directory {
             .await?)
     }
 
+    /// Stores an invitation with a new token (resend): the new token's pointer and the changed
+    /// invitation together; the old token no longer matches the invitation's hash.
+    pub async fn reissue_invite(
+        &self,
+        invite: &Invite,
+        seen_version: u64,
+    ) -> Result<(), CatalogError> {
+        let pointer = Item {
+            ttl: Some(invite.expires_at.unix_timestamp() + 30 * 86_400),
+            ..plain(
+                keys::invite_token(&invite.token_hash),
+                1,
+                body(&Pointer {
+                    id: invite.id.clone(),
+                })?,
+            )
+        };
+        let writes = vec![
+            Write::Put {
+                item: Self::invite_item(invite)?,
+                cond: Cond::Version(seen_version),
+            },
+            Write::Put {
+                item: pointer,
+                cond: Cond::NotExists,
+            },
+        ];
+        Ok(self.store.write(writes).await?)
+    }
+
     /// Accepts an invitation by creating its account: the invitation's acceptance, the user and
     /// the e-mail claim in one transaction — of two concurrent accepts exactly one wins.
     pub async fn accept_invite_as_new_user(
