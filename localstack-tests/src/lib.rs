@@ -188,7 +188,22 @@ impl LocalStack {
     /// `redirect`; `org` is the organization the admin key manages. Nothing else is read from
     /// the environment, so stray `ZARRSHARE_*` variables cannot change a test.
     pub fn config(&self, table: &str, delivery: &str, org: &str) -> Config {
+        self.config_with(table, delivery, org, &[])
+    }
+
+    /// [`config`](Self::config) plus `extra` settings (`(name, value)` pairs, e.g.
+    /// `ZARRSHARE_SENDER_EMAIL`), which win over the fixed ones.
+    pub fn config_with(
+        &self,
+        table: &str,
+        delivery: &str,
+        org: &str,
+        extra: &[(&str, &str)],
+    ) -> Config {
         Config::from_lookup(|name| {
+            if let Some((_, v)) = extra.iter().find(|(n, _)| *n == name) {
+                return Some((*v).to_owned());
+            }
             let v = match name {
                 "ZARRSHARE_TABLE" => table,
                 "ZARRSHARE_DELIVERY" => delivery,
@@ -218,6 +233,51 @@ impl LocalStack {
         let services = Services::new(self.config(table, delivery, org), store)
             .unwrap_or_else(|e| panic!("services: {e}"));
         (Arc::new(services), counts)
+    }
+
+    /// The mail LocalStack's SES accepted for `to` (a recipient in `Destination.ToAddresses`),
+    /// oldest first, as `GET /_aws/ses` lists it: objects with `Id`, `Timestamp`, `Region`,
+    /// `Source`, `Destination`, `Subject` and `Body` (`text_part`, `html_part`). Other tests'
+    /// mail to other addresses is left out.
+    pub async fn sent_mail(&self, to: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/_aws/ses", self.endpoint);
+        let response = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {}", error_chain(&e)));
+        let status = response.status();
+        assert!(status.is_success(), "GET {url}: {status}");
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: not JSON: {}", error_chain(&e)));
+        let Some(messages) = body["messages"].as_array() else {
+            panic!("GET {url}: no \"messages\" array in {body}");
+        };
+        let mut mine: Vec<serde_json::Value> = messages
+            .iter()
+            .filter(|m| {
+                m["Destination"]["ToAddresses"]
+                    .as_array()
+                    .is_some_and(|to_addresses| {
+                        to_addresses
+                            .iter()
+                            .any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(to)))
+                    })
+            })
+            .cloned()
+            .collect();
+        mine.sort_by(|a, b| {
+            a["Timestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .cmp(b["Timestamp"].as_str().unwrap_or_default())
+        });
+        mine
     }
 
     /// Uploads every file below `dir` to `s3://bucket/prefix/...` with the SDK; returns each

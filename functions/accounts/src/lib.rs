@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use shared::access::{Action, Actor, Decision, InviteTarget, Resource, UserTarget, decide};
+use shared::access::{
+    Action, Actor, Decision, Denial, InviteTarget, MemberFacts, Resource, UserTarget, decide,
+};
 use shared::auth::{Authenticator, Caller};
 use shared::domain::{
     Email, Invite, InviteId, InviteState, LinkToken, OrgId, OrgRole, Organization, Password,
@@ -92,6 +94,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn require(actor: &Actor, action: Action, resource: Resource<'_>) -> Result<(), ApiError> {
     match decide(actor, action, resource, now()) {
         Decision::Allow => Ok(()),
+        // The shared conversion words a hidden resource as a dataset; name what is hidden here.
+        Decision::Deny(Denial::Hidden) => {
+            let what = match resource {
+                Resource::Dataset(_) => "dataset",
+                Resource::Organization(_) => "organization",
+                Resource::User(_) => "user",
+                Resource::Team { .. } => "team",
+                Resource::Invite(_) => "invitation",
+            };
+            Err(ApiError::NotFound(format!("no such {what}")))
+        }
         Decision::Deny(why) => Err(why.into()),
     }
 }
@@ -1001,7 +1014,9 @@ fn invitation_mail(
     token: &LinkToken,
 ) -> Mail {
     let url = accept_url(services, token);
-    let days = (invite.expires_at - now()).whole_days().max(1);
+    let days = ((invite.expires_at - now()).whole_seconds() + 86_399)
+        .div_euclid(86_400)
+        .max(1);
     let text = format!(
         "{inviter} invited you to join {org} on zarrshare.\n\nAccept the invitation (valid for {days} days):\n{url}\n\n\
          If you already have an account with this address, you join with it; otherwise you choose a password.\n",
@@ -1027,6 +1042,26 @@ fn inviter_name(actor: &Actor, user: Option<&User>) -> String {
     match (actor, user) {
         (_, Some(u)) => format!("{} ({})", u.name, u.email),
         _ => "An administrator".into(),
+    }
+}
+
+/// The sender of an invitation as stored now (the admin key's invitations act as its organization's admin).
+async fn inviter_actor(services: &Services, invite: &Invite) -> Result<Actor, ApiError> {
+    let Some(id) = &invite.invited_by else {
+        return Ok(Actor::OrgAdmin {
+            org: invite.org.clone(),
+        });
+    };
+    match services.directory.user(id).await {
+        Ok(u) => Ok(Actor::User(MemberFacts {
+            id: Some(u.id),
+            org: u.org,
+            role: u.role,
+            teams: u.teams,
+            active: u.active,
+        })),
+        Err(CatalogError::NotFound) => Ok(Actor::Anonymous),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -1341,6 +1376,19 @@ async fn accept_invite(
             }
             if !check_password(Some(existing.password_hash.clone()), req.password).await? {
                 return Err(ApiError::Unauthorized);
+            }
+            // Joining activates the account: only if its inviter may (still) activate it, so an
+            // invitation cannot bring back someone its sender could not reactivate directly.
+            if !existing.active
+                && !allowed(
+                    &inviter_actor(&s.services, &invite).await?,
+                    Action::ManageUser,
+                    target(&existing),
+                )
+            {
+                return Err(ApiError::Forbidden(
+                    "this account is deactivated; ask an administrator to reactivate it".into(),
+                ));
             }
             let seen = existing.version;
             let mut joined = existing.clone();

@@ -497,6 +497,11 @@ impl Directory {
         match self.store.write(writes).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict) => {
+                // The invitation moved on (another accept won): that is the conflict to report.
+                let current = self.store.get(&keys::invite(&invite.id)).await?;
+                if current.is_none_or(|i| i.version != seen_version) {
+                    return Err(CreateError::Store(StoreError::Conflict));
+                }
                 match self.store.get(&keys::email_claim(&user.email)).await? {
                     Some(_) => Err(CreateError::EmailTaken),
                     None => Err(CreateError::Store(StoreError::Conflict)),
