@@ -1099,6 +1099,12 @@ async fn invite(
         .map(|e| Email::parse(e))
         .collect::<Result<_, _>>()?;
     let teams = parse_teams(&req.teams)?;
+    // Only administrators invite people into no team at all; team managers invite into theirs.
+    if teams.is_empty() && !allowed(&actor, Action::CreateTeam, Resource::Organization(&org_id)) {
+        return Err(ApiError::Forbidden(
+            "team managers invite into teams they manage: name at least one".into(),
+        ));
+    }
     check_teams(&s.services, &actor, &org_id, teams.keys()).await?;
     let org = s
         .services
