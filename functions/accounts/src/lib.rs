@@ -649,6 +649,19 @@ async fn list_users(
     Ok(ApiJson(visible))
 }
 
+/// The users of a bulk call: 1–500 ids, parsed, duplicates merged.
+fn parse_user_ids(ids: &[String]) -> Result<BTreeSet<UserId>, ApiError> {
+    if ids.is_empty() || ids.len() > MAX_BULK_USERS {
+        return Err(ApiError::Unprocessable(format!(
+            "name 1-{MAX_BULK_USERS} users"
+        )));
+    }
+    Ok(ids
+        .iter()
+        .map(|i| UserId::parse(i))
+        .collect::<Result<_, _>>()?)
+}
+
 /// Checks that every team exists in `org` and that the caller may manage each of them.
 async fn check_teams(
     services: &Services,
@@ -780,16 +793,7 @@ async fn bulk_edit(
     ApiJson(req): ApiJson<BulkEdit>,
 ) -> Result<ApiJson<Vec<UserView>>, ApiError> {
     let org = org_of(&actor)?;
-    if req.user_ids.is_empty() || req.user_ids.len() > MAX_BULK_USERS {
-        return Err(ApiError::Unprocessable(format!(
-            "name 1-{MAX_BULK_USERS} users"
-        )));
-    }
-    let ids: BTreeSet<UserId> = req
-        .user_ids
-        .iter()
-        .map(|i| UserId::parse(i))
-        .collect::<Result<_, _>>()?;
+    let ids = parse_user_ids(&req.user_ids)?;
     let add = parse_teams(&req.add_teams)?;
     let remove: Vec<TeamId> = req
         .remove_teams
@@ -845,16 +849,7 @@ async fn edit_experience(
 ) -> Result<ApiJson<Vec<UserView>>, ApiError> {
     let org = org_of(&actor)?;
     require(&actor, Action::EditExperience, Resource::Organization(&org))?;
-    if req.user_ids.is_empty() || req.user_ids.len() > MAX_BULK_USERS {
-        return Err(ApiError::Unprocessable(format!(
-            "name 1-{MAX_BULK_USERS} users"
-        )));
-    }
-    let ids: BTreeSet<UserId> = req
-        .user_ids
-        .iter()
-        .map(|i| UserId::parse(i))
-        .collect::<Result<_, _>>()?;
+    let ids = parse_user_ids(&req.user_ids)?;
     let set: BTreeMap<String, i64> = req
         .set
         .iter()

@@ -42,6 +42,11 @@ fn plain(key: Key, version: u64, value: serde_json::Value) -> Item {
     }
 }
 
+/// Invitations are kept a month past expiry for the record, then the table may drop them.
+fn invite_ttl(invite: &Invite) -> i64 {
+    invite.expires_at.unix_timestamp() + 30 * 86_400
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Pointer<T> {
     id: T,
@@ -368,16 +373,35 @@ impl Directory {
                 &invite.id,
                 invite.created_at,
             )),
-            // Kept a month past expiry for the record, then the table may drop it.
-            ttl: Some(invite.expires_at.unix_timestamp() + 30 * 86_400),
+            ttl: Some(invite_ttl(invite)),
             version: invite.version,
             body: body(invite)?,
         })
     }
 
+    /// Stores a new invitation with its token pointer.
     pub async fn create_invite(&self, invite: &Invite) -> Result<(), CatalogError> {
+        self.write_invite_with_token(invite, Cond::NotExists).await
+    }
+
+    /// Stores an invitation with a new token (resend), if nobody changed it since
+    /// `seen_version`: the old token no longer matches the invitation's hash.
+    pub async fn reissue_invite(
+        &self,
+        invite: &Invite,
+        seen_version: u64,
+    ) -> Result<(), CatalogError> {
+        self.write_invite_with_token(invite, Cond::Version(seen_version))
+            .await
+    }
+
+    async fn write_invite_with_token(
+        &self,
+        invite: &Invite,
+        cond: Cond,
+    ) -> Result<(), CatalogError> {
         let pointer = Item {
-            ttl: Some(invite.expires_at.unix_timestamp() + 30 * 86_400),
+            ttl: Some(invite_ttl(invite)),
             ..plain(
                 keys::invite_token(&invite.token_hash),
                 1,
@@ -389,7 +413,7 @@ impl Directory {
         let writes = vec![
             Write::Put {
                 item: Self::invite_item(invite)?,
-                cond: Cond::NotExists,
+                cond,
             },
             Write::Put {
                 item: pointer,
@@ -443,36 +467,6 @@ impl Directory {
                 cond: Cond::Version(seen_version),
             }])
             .await?)
-    }
-
-    /// Stores an invitation with a new token (resend): the new token's pointer and the changed
-    /// invitation together; the old token no longer matches the invitation's hash.
-    pub async fn reissue_invite(
-        &self,
-        invite: &Invite,
-        seen_version: u64,
-    ) -> Result<(), CatalogError> {
-        let pointer = Item {
-            ttl: Some(invite.expires_at.unix_timestamp() + 30 * 86_400),
-            ..plain(
-                keys::invite_token(&invite.token_hash),
-                1,
-                body(&Pointer {
-                    id: invite.id.clone(),
-                })?,
-            )
-        };
-        let writes = vec![
-            Write::Put {
-                item: Self::invite_item(invite)?,
-                cond: Cond::Version(seen_version),
-            },
-            Write::Put {
-                item: pointer,
-                cond: Cond::NotExists,
-            },
-        ];
-        Ok(self.store.write(writes).await?)
     }
 
     /// Accepts an invitation by creating its account: the invitation's acceptance, the user and
