@@ -1,9 +1,9 @@
 //! Datasets and share links over any [`ItemStore`], written once for every adapter.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use super::{Cond, Cursor, DynStore, Index, Item, Query, StoreError, Write, keys};
+use super::{
+    Cond, Cursor, DynStore, Index, Item, Query, StoreError, Write, body, fetch, fetch_all, keys,
+    parse,
+};
 use crate::domain::{
     Dataset, DatasetId, DatasetName, DatasetPatch, LinkId, OrgId, ShareLink, TokenHash, now,
 };
@@ -35,18 +35,6 @@ const OPTIMISTIC_RETRIES: usize = 5;
 #[derive(Clone, Debug)]
 pub struct Catalog {
     store: DynStore,
-}
-
-fn body<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(value).map_err(StoreError::backend)
-}
-
-fn parse<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_json::from_value(item.body).map_err(|e| StoreError::Corrupt {
-        pk: item.key.pk,
-        sk: item.key.sk,
-        source: e.into(),
-    })
 }
 
 /// The token item: points from a token hash to its link.
@@ -116,12 +104,7 @@ impl Catalog {
     }
 
     pub async fn dataset(&self, id: &DatasetId) -> Result<Dataset, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::dataset(id))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::dataset(id)).await
     }
 
     /// The dataset an organization knows by `name` (case-insensitive).
@@ -130,12 +113,7 @@ impl Catalog {
         org: &OrgId,
         name: &DatasetName,
     ) -> Result<Dataset, CatalogError> {
-        let claim = self
-            .store
-            .get(&keys::dataset_name_claim(org, name))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        let pointer: NameClaim = parse(claim)?;
+        let pointer: NameClaim = fetch(&self.store, &keys::dataset_name_claim(org, name)).await?;
         self.dataset(&pointer.dataset_id).await
     }
 
@@ -244,22 +222,12 @@ impl Catalog {
     }
 
     pub async fn link(&self, dataset: &DatasetId, id: &LinkId) -> Result<ShareLink, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::link(dataset, id))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::link(dataset, id)).await
     }
 
     /// Resolves a presented token to its link (whatever its state).
     pub async fn link_by_token(&self, hash: &TokenHash) -> Result<ShareLink, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::token(hash))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        let pointer: TokenPointer = parse(item)?;
+        let pointer: TokenPointer = fetch(&self.store, &keys::token(hash)).await?;
         let link = self.link(&pointer.dataset_id, &pointer.link_id).await?;
         // The pointer and the link were written together; a mismatch means tampering.
         if link.token_hash != *hash {
@@ -271,20 +239,7 @@ impl Catalog {
     /// All of a dataset's links, in link-id order.
     pub async fn links_of(&self, dataset: &DatasetId) -> Result<Vec<ShareLink>, CatalogError> {
         let (pk, prefix) = keys::links_of(dataset);
-        let mut q = Query::new(Index::Primary, pk, prefix);
-        q.limit = 1000;
-        let mut out = Vec::new();
-        loop {
-            let page = self.store.query(&q).await?;
-            for item in page.items {
-                out.push(parse(item)?);
-            }
-            match page.next {
-                Some(c) => q.cursor = Some(c),
-                None => break,
-            }
-        }
-        Ok(out)
+        fetch_all(&self.store, Query::new(Index::Primary, pk, prefix)).await
     }
 
     /// Revokes a link (idempotent: revoking twice keeps the first time).

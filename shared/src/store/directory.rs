@@ -3,11 +3,10 @@
 //! enforced by claim items written in the same transaction as the record they guard, and every
 //! change is a versioned conditional write, so concurrent writers never both win.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::catalog::CatalogError;
-use super::{Cond, DynStore, Index, Item, Key, Query, StoreError, Write, keys};
+use super::{
+    Cond, DynStore, Index, Item, Key, Query, StoreError, Write, body, fetch, fetch_all, keys,
+};
 use crate::domain::{
     Email, Invite, InviteId, OrgId, Organization, Session, Team, TeamId, TokenHash, User, UserId,
 };
@@ -18,18 +17,6 @@ const OPTIMISTIC_RETRIES: usize = 8;
 #[derive(Clone, Debug)]
 pub struct Directory {
     store: DynStore,
-}
-
-fn body<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(value).map_err(StoreError::backend)
-}
-
-fn parse<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_json::from_value(item.body).map_err(|e| StoreError::Corrupt {
-        pk: item.key.pk,
-        sk: item.key.sk,
-        source: e.into(),
-    })
 }
 
 fn plain(key: Key, version: u64, value: serde_json::Value) -> Item {
@@ -147,12 +134,7 @@ impl Directory {
     }
 
     pub async fn org(&self, id: &OrgId) -> Result<Organization, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::org(id))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::org(id)).await
     }
 
     /// A new user in an existing organization (its e-mail address unused so far).
@@ -178,43 +160,21 @@ impl Directory {
     }
 
     pub async fn user(&self, id: &UserId) -> Result<User, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::user(id))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::user(id)).await
     }
 
     pub async fn user_by_email(&self, email: &Email) -> Result<User, CatalogError> {
-        let claim = self
-            .store
-            .get(&keys::email_claim(email))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        let pointer: Pointer<UserId> = parse(claim)?;
+        let pointer: Pointer<UserId> = fetch(&self.store, &keys::email_claim(email)).await?;
         self.user(&pointer.id).await
     }
 
     /// Every user of an organization, by e-mail address.
     pub async fn users_of(&self, org: &OrgId) -> Result<Vec<User>, CatalogError> {
-        self.all(Query::new(Index::Gsi1, keys::org_users_partition(org), ""))
-            .await
-    }
-
-    async fn all<T: DeserializeOwned>(&self, mut q: Query) -> Result<Vec<T>, CatalogError> {
-        q.limit = 1000;
-        let mut out = Vec::new();
-        loop {
-            let page = self.store.query(&q).await?;
-            for item in page.items {
-                out.push(parse(item)?);
-            }
-            match page.next {
-                Some(c) => q.cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        fetch_all(
+            &self.store,
+            Query::new(Index::Gsi1, keys::org_users_partition(org), ""),
+        )
+        .await
     }
 
     /// Read-modify-write of a user with optimistic concurrency; `change` may refuse (its error
@@ -284,17 +244,15 @@ impl Directory {
     }
 
     pub async fn team(&self, id: &TeamId) -> Result<Team, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::team(id))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::team(id)).await
     }
 
     pub async fn teams_of(&self, org: &OrgId) -> Result<Vec<Team>, CatalogError> {
-        self.all(Query::new(Index::Gsi1, keys::org_teams_partition(org), ""))
-            .await
+        fetch_all(
+            &self.store,
+            Query::new(Index::Gsi1, keys::org_teams_partition(org), ""),
+        )
+        .await
     }
 
     fn session_item(hash: &TokenHash, session: &Session) -> Result<Item, StoreError> {
@@ -323,12 +281,7 @@ impl Directory {
     }
 
     pub async fn session(&self, hash: &TokenHash) -> Result<Session, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::session(hash))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::session(hash)).await
     }
 
     /// Replaces a session by a new one atomically: of two refreshes with one token, one wins.
@@ -424,21 +377,11 @@ impl Directory {
     }
 
     pub async fn invite(&self, id: &InviteId) -> Result<Invite, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::invite(id))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        Ok(parse(item)?)
+        fetch(&self.store, &keys::invite(id)).await
     }
 
     pub async fn invite_by_token(&self, hash: &TokenHash) -> Result<Invite, CatalogError> {
-        let item = self
-            .store
-            .get(&keys::invite_token(hash))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        let pointer: Pointer<InviteId> = parse(item)?;
+        let pointer: Pointer<InviteId> = fetch(&self.store, &keys::invite_token(hash)).await?;
         let invite = self.invite(&pointer.id).await?;
         if invite.token_hash != *hash {
             return Err(CatalogError::NotFound);
@@ -450,7 +393,7 @@ impl Directory {
     pub async fn invites_of(&self, org: &OrgId) -> Result<Vec<Invite>, CatalogError> {
         let mut q = Query::new(Index::Gsi1, keys::org_invites_partition(org), "");
         q.descending = true;
-        self.all(q).await
+        fetch_all(&self.store, q).await
     }
 
     /// Stores a changed invitation if nobody changed it since `seen_version`.

@@ -184,6 +184,51 @@ pub trait ItemStore: Send + Sync + fmt::Debug + 'static {
 
 pub type DynStore = Arc<dyn ItemStore>;
 
+/// A domain record as an item body.
+pub(crate) fn body<T: serde::Serialize>(value: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(StoreError::backend)
+}
+
+/// An item body as a domain record.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_json::from_value(item.body).map_err(|e| StoreError::Corrupt {
+        pk: item.key.pk,
+        sk: item.key.sk,
+        source: e.into(),
+    })
+}
+
+/// The record under `key`, [`catalog::CatalogError::NotFound`] when there is none.
+pub(crate) async fn fetch<T: serde::de::DeserializeOwned>(
+    store: &DynStore,
+    key: &Key,
+) -> Result<T, catalog::CatalogError> {
+    let item = store
+        .get(key)
+        .await?
+        .ok_or(catalog::CatalogError::NotFound)?;
+    Ok(parse(item)?)
+}
+
+/// Every record a query matches, following its pages.
+pub(crate) async fn fetch_all<T: serde::de::DeserializeOwned>(
+    store: &DynStore,
+    mut query: Query,
+) -> Result<Vec<T>, catalog::CatalogError> {
+    query.limit = 1000;
+    let mut out = Vec::new();
+    loop {
+        let page = store.query(&query).await?;
+        for item in page.items {
+            out.push(parse(item)?);
+        }
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Checks the shape of a write batch the same way for every adapter.
 pub(crate) fn validate_batch(writes: &[Write]) -> Result<(), StoreError> {
     if writes.is_empty() {
