@@ -649,6 +649,18 @@ async fn list_users(
     Ok(ApiJson(visible))
 }
 
+/// The user `id` names, if the caller may manage them.
+async fn managed_user(services: &Services, actor: &Actor, id: &str) -> Result<User, ApiError> {
+    let id = UserId::parse(id).map_err(|_| ApiError::NotFound("no such user".into()))?;
+    let user = services
+        .directory
+        .user(&id)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    require(actor, Action::ManageUser, target(&user))?;
+    Ok(user)
+}
+
 /// The users of a bulk call: 1–500 ids, parsed, duplicates merged.
 fn parse_user_ids(ids: &[String]) -> Result<BTreeSet<UserId>, ApiError> {
     if ids.is_empty() || ids.len() > MAX_BULK_USERS {
@@ -710,14 +722,8 @@ async fn activate(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<Activation>,
 ) -> Result<ApiJson<UserView>, ApiError> {
-    let id = UserId::parse(&id).map_err(|_| ApiError::NotFound("no such user".into()))?;
-    let user = s
-        .services
-        .directory
-        .user(&id)
-        .await
-        .map_err(|e| not_found(e, "user"))?;
-    require(&actor, Action::ManageUser, target(&user))?;
+    let user = managed_user(&s.services, &actor, &id).await?;
+    let id = user.id.clone();
     if req.role.is_some() {
         require(&actor, Action::SetRole, target(&user))?;
     }
@@ -749,14 +755,8 @@ async fn deactivate(
     Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<ApiJson<UserView>, ApiError> {
-    let id = UserId::parse(&id).map_err(|_| ApiError::NotFound("no such user".into()))?;
-    let user = s
-        .services
-        .directory
-        .user(&id)
-        .await
-        .map_err(|e| not_found(e, "user"))?;
-    require(&actor, Action::ManageUser, target(&user))?;
+    let user = managed_user(&s.services, &actor, &id).await?;
+    let id = user.id.clone();
     let updated = s
         .services
         .directory
