@@ -12,6 +12,7 @@ pub mod config;
 pub mod mail;
 pub mod objects;
 pub mod passwords;
+pub mod qr;
 pub mod services;
 pub mod tokens;
 pub mod zarr;

@@ -62,6 +62,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         )
         .route("/api/datasets/{id}/links/{link_id}", delete(revoke_link))
         .route("/api/openapi.json", get(openapi_document))
+        .route("/api/qr", get(qr_code))
         .method_not_allowed_fallback(shared::error::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { services })
@@ -71,7 +72,7 @@ pub fn routes(services: Arc<Services>) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
     #[openapi(
-        paths(register_dataset, list_datasets, get_dataset, update_dataset, create_link, list_links, revoke_link, openapi_document),
+        paths(register_dataset, list_datasets, get_dataset, update_dataset, create_link, list_links, revoke_link, openapi_document, qr_code),
         components(schemas(Problem)),
         tags((name = "datasets", description = "Register datasets and share them")),
         modifiers(&BearerAuth),
@@ -91,6 +92,75 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+#[derive(Clone, Copy, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QrFormat {
+    #[default]
+    Svg,
+    Png,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QrQuery {
+    /// The link to encode: a data URL, a share link, a Neuroglancer link of this service.
+    pub url: String,
+    /// `svg` (default) or `png`.
+    pub format: Option<QrFormat>,
+    /// Pixels (PNG) or user units (SVG) per module, 1–32 (default 8).
+    pub scale: Option<u32>,
+}
+
+/// A QR code (SVG or PNG) for a link of this service, for posters and papers.
+#[utoipa::path(
+    get, path = "/api/qr", tag = "datasets", params(QrQuery),
+    responses(
+        (status = 200, description = "The QR code", content_type = "image/svg+xml"),
+        (status = 400, description = "Not a link of this service, or too long", body = Problem),
+    )
+)]
+async fn qr_code(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<QrQuery>,
+) -> Result<Response, ApiError> {
+    let ours = match &s.services.config.public_base_url {
+        Some(base) => q.url.starts_with(&format!("{base}/")),
+        None => q.url.starts_with("https://") || q.url.starts_with("http://"),
+    };
+    if !ours || q.url.len() > 2048 {
+        return Err(ApiError::BadRequest(
+            "url must be a link of this service (at most 2048 characters)".into(),
+        ));
+    }
+    let scale = q.scale.unwrap_or(8);
+    if !(1..=32).contains(&scale) {
+        return Err(ApiError::BadRequest(
+            "scale must be between 1 and 32".into(),
+        ));
+    }
+    let (content_type, body) = match q.format.unwrap_or_default() {
+        QrFormat::Svg => (
+            "image/svg+xml",
+            shared::qr::svg(&q.url, scale).map(String::into_bytes),
+        ),
+        QrFormat::Png => ("image/png", shared::qr::png(&q.url, scale)),
+    };
+    let body = body.map_err(|e| match e {
+        shared::qr::QrError::TooLong => {
+            ApiError::BadRequest("the link is too long for a QR code".into())
+        }
+        other => ApiError::internal(other),
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// This document.
@@ -463,6 +533,9 @@ pub struct CreatedLink {
     /// The dataset root through this link (`/s/{token}/`): open it in any Zarr reader.
     pub url: String,
     pub token: String,
+    /// QR codes of `url` (from `/api/qr`, which makes one for any link of this service).
+    pub qr_svg: String,
+    pub qr_png: String,
 }
 
 fn describe(actor: &Actor) -> String {
@@ -524,9 +597,16 @@ async fn create_link(
         version: 1,
     };
     s.services.catalog.create_link(&link).await?;
+    let url = s.services.public_url(&format!("/s/{}/", token.expose()));
     let created = CreatedLink {
         link: LinkView::from(&link),
-        url: s.services.public_url(&format!("/s/{}/", token.expose())),
+        qr_svg: s
+            .services
+            .public_url(&shared::qr::endpoint_path(&url, "svg")),
+        qr_png: s
+            .services
+            .public_url(&shared::qr::endpoint_path(&url, "png")),
+        url,
         token: token.expose().to_owned(),
     };
     Ok((StatusCode::CREATED, ApiJson(created)).into_response())
