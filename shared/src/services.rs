@@ -88,32 +88,54 @@ pub async fn aws_sdk_config(config: &Config) -> aws_config::SdkConfig {
 
 /// Opens the metadata store the configuration names.
 pub async fn open_store(config: &Config) -> Result<DynStore, StoreError> {
-    Ok(match &config.metadata {
-        MetadataBackend::DynamoDb { table } => {
-            let sdk = aws_sdk_config(config).await;
-            Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                table.clone(),
-            ))
+    let sdk = match config.metadata {
+        MetadataBackend::DynamoDb { .. } => Some(aws_sdk_config(config).await),
+        MetadataBackend::Embedded { .. } => None,
+    };
+    open_store_with(config, sdk.as_ref())
+}
+
+/// Opens the metadata store with an already loaded AWS configuration (needed for DynamoDB).
+fn open_store_with(
+    config: &Config,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<DynStore, StoreError> {
+    Ok(match (&config.metadata, sdk) {
+        (MetadataBackend::DynamoDb { table }, Some(sdk)) => Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            table.clone(),
+        )),
+        (MetadataBackend::DynamoDb { .. }, None) => {
+            return Err(StoreError::Invalid {
+                what: "DynamoDB without an AWS configuration",
+            });
         }
-        MetadataBackend::Embedded { path } => Arc::new(EmbeddedStore::open(path)?),
+        (MetadataBackend::Embedded { path }, _) => Arc::new(EmbeddedStore::open(path)?),
     })
 }
 
+/// The mailer the configuration implies: an outbox file when one is named, otherwise SES (when
+/// the metadata is in DynamoDB and a sender is set), otherwise an in-memory outbox.
+fn mailer_for(config: &Config, sdk: Option<&aws_config::SdkConfig>) -> Arc<dyn Mailer> {
+    match (&config.outbox, &config.sender_email, sdk) {
+        (Some(path), _, _) => Arc::new(OutboxMailer::new(Some(path.clone()))),
+        (None, Some(from), Some(sdk)) => {
+            Arc::new(SesMailer::new(aws_sdk_ses::Client::new(sdk), from.clone()))
+        }
+        _ => Arc::new(OutboxMailer::new(None)),
+    }
+}
+
 impl Services {
-    /// Services with the mailer the configuration implies: an outbox file when one is named,
-    /// otherwise SES (when the metadata is in DynamoDB and a sender is set), otherwise an
-    /// in-memory outbox.
+    /// Services over `store`, with the mailer the configuration implies (see [`mailer_for`]).
     pub async fn build(config: Config, store: DynStore) -> Result<Self, StartupError> {
-        let mailer: Arc<dyn Mailer> = match (&config.outbox, &config.sender_email, &config.metadata)
-        {
-            (Some(path), _, _) => Arc::new(OutboxMailer::new(Some(path.clone()))),
-            (None, Some(from), MetadataBackend::DynamoDb { .. }) => {
-                let sdk = aws_sdk_config(&config).await;
-                Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk), from.clone()))
+        let sdk = match (&config.outbox, &config.sender_email, &config.metadata) {
+            (None, Some(_), MetadataBackend::DynamoDb { .. }) => {
+                Some(aws_sdk_config(&config).await)
             }
-            _ => Arc::new(OutboxMailer::new(None)),
+            _ => None,
         };
+        let mailer = mailer_for(&config, sdk.as_ref());
         Self::with_mailer(config, store, mailer)
     }
 
@@ -155,10 +177,16 @@ impl Services {
     }
 
     /// Configuration from the environment, store opened: what a Lambda's `main` calls.
+    /// The AWS configuration is loaded once and shared by the DynamoDB and SES clients.
     pub async fn from_env() -> Result<Arc<Self>, StartupError> {
         let config = Config::from_env()?;
-        let store = open_store(&config).await?;
-        Ok(Arc::new(Self::build(config, store).await?))
+        let sdk = match config.metadata {
+            MetadataBackend::DynamoDb { .. } => Some(aws_sdk_config(&config).await),
+            MetadataBackend::Embedded { .. } => None,
+        };
+        let store = open_store_with(&config, sdk.as_ref())?;
+        let mailer = mailer_for(&config, sdk.as_ref());
+        Ok(Arc::new(Self::with_mailer(config, store, mailer)?))
     }
 
     /// The dataset and its storage, from this instance's cache when fresh.
