@@ -295,18 +295,35 @@ fn link_holder(
     }
 }
 
-impl From<Denial> for crate::ApiError {
-    fn from(d: Denial) -> Self {
-        use crate::ApiError;
-        match d {
-            Denial::Unauthenticated => ApiError::Unauthorized,
-            Denial::Forbidden => ApiError::Forbidden("you may not do this".into()),
-            Denial::Hidden => ApiError::NotFound("no such dataset".into()),
-            Denial::LinkRevoked => ApiError::Gone("this share link has been revoked".into()),
-            Denial::LinkExpired => ApiError::Gone("this share link has expired".into()),
-            Denial::Deactivated => ApiError::Forbidden("your account is deactivated".into()),
+/// [`decide`] as the routes need it: `Ok` to go on, or the error to answer with. A hidden
+/// resource is reported as not existing, named by its kind.
+pub fn require(
+    actor: &Actor,
+    action: Action,
+    resource: Resource<'_>,
+) -> Result<(), crate::ApiError> {
+    use crate::ApiError;
+    let why = match decide(actor, action, resource, crate::domain::now()) {
+        Decision::Allow => return Ok(()),
+        Decision::Deny(why) => why,
+    };
+    Err(match why {
+        Denial::Unauthenticated => ApiError::Unauthorized,
+        Denial::Forbidden => ApiError::Forbidden("you may not do this".into()),
+        Denial::Hidden => {
+            let what = match resource {
+                Resource::Dataset(_) => "dataset",
+                Resource::Organization(_) => "organization",
+                Resource::User(_) => "user",
+                Resource::Team { .. } => "team",
+                Resource::Invite(_) => "invitation",
+            };
+            ApiError::NotFound(format!("no such {what}"))
         }
-    }
+        Denial::LinkRevoked => ApiError::Gone("this share link has been revoked".into()),
+        Denial::LinkExpired => ApiError::Gone("this share link has expired".into()),
+        Denial::Deactivated => ApiError::Forbidden("your account is deactivated".into()),
+    })
 }
 
 #[cfg(test)]

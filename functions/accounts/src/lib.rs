@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use shared::access::{
-    Action, Actor, Decision, Denial, InviteTarget, MemberFacts, Resource, UserTarget, decide,
+    Action, Actor, Decision, InviteTarget, MemberFacts, Resource, UserTarget, decide, require,
 };
 use shared::auth::{Authenticator, Caller};
 use shared::domain::{
@@ -89,24 +89,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     )]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
-}
-
-fn require(actor: &Actor, action: Action, resource: Resource<'_>) -> Result<(), ApiError> {
-    match decide(actor, action, resource, now()) {
-        Decision::Allow => Ok(()),
-        // The shared conversion words a hidden resource as a dataset; name what is hidden here.
-        Decision::Deny(Denial::Hidden) => {
-            let what = match resource {
-                Resource::Dataset(_) => "dataset",
-                Resource::Organization(_) => "organization",
-                Resource::User(_) => "user",
-                Resource::Team { .. } => "team",
-                Resource::Invite(_) => "invitation",
-            };
-            Err(ApiError::NotFound(format!("no such {what}")))
-        }
-        Decision::Deny(why) => Err(why.into()),
-    }
 }
 
 fn allowed(actor: &Actor, action: Action, resource: Resource<'_>) -> bool {

@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStoreExt};
 use serde::Deserialize;
-use shared::access::{Action, Actor, DatasetFacts, Decision, LinkFacts, Resource, decide};
+use shared::access::{Action, Actor, DatasetFacts, LinkFacts, Resource, require};
 use shared::config::Delivery;
-use shared::domain::{DatasetId, LinkToken, ObjectKey, now};
+use shared::domain::{DatasetId, LinkToken, ObjectKey};
 use shared::objects::{BLOB_ROUTE_PREFIX, ObjectsError};
 use shared::services::ResolvedDataset;
 use shared::{ApiError, Services};
@@ -193,10 +193,7 @@ fn authorize(actor: &Actor, resolved: &ResolvedDataset) -> Result<(), ApiError> 
         org: &d.org,
         visibility: d.visibility,
     };
-    match decide(actor, Action::ReadData, Resource::Dataset(facts), now()) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(why) => Err(why.into()),
-    }
+    require(actor, Action::ReadData, Resource::Dataset(facts))
 }
 
 #[derive(Deserialize)]

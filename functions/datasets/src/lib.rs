@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
-use shared::access::{Action, Actor, DatasetFacts, Decision, Resource, decide};
+use shared::access::{Action, Actor, DatasetFacts, Resource, require};
 use shared::auth::{Authenticator, Caller};
 use shared::domain::{
     Dataset, DatasetId, DatasetName, DatasetPatch, LinkId, LinkState, LinkToken, ShareLink,
@@ -170,13 +170,6 @@ async fn qr_code(
 )]
 async fn openapi_document() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
-}
-
-fn require(actor: &Actor, action: Action, resource: Resource<'_>) -> Result<(), ApiError> {
-    match decide(actor, action, resource, now()) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(why) => Err(why.into()),
-    }
 }
 
 fn facts(d: &Dataset) -> Resource<'_> {
