@@ -59,6 +59,16 @@ locals {
         Action   = local.ddb_write_actions
         Resource = [aws_dynamodb_table.main.arn]
       }] : [],
+      cfg.usage_write ? [{
+        # Usage counters and their audit entries: PutItem on link and audit items only.
+        Sid      = "LinkUsageWrite"
+        Effect   = "Allow"
+        Action   = ["dynamodb:PutItem"]
+        Resource = [aws_dynamodb_table.main.arn]
+        Condition = {
+          "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["DS#*", "AUDIT#*"] }
+        }
+      }] : [],
       cfg.s3_write ? [{
         Sid      = "AnnotationBodiesWrite"
         Effect   = "Allow"

@@ -6,12 +6,14 @@ locals {
   # in step). Static data only: keys drive for_each everywhere.
   #   routes        HTTP API route keys sent to the function (payload format 2.0)
   #   ddb_write     item writes on the table (conditional writes / TransactWriteItems)
+  #   usage_write   only PutItem on link and audit items (DS#…, AUDIT#… partitions): link usage
+  #                 counters flushed by the chunk function
   #   s3_write      may write annotation bodies under var.annotations_prefix
   #   ses_send      may send mail as var.sender_email
   #   env           function-specific environment on top of local.common_env
   functions = {
     chunks = {
-      description = "Serves dataset keys (metadata and chunks) to viewers: GET/HEAD, ranges, CORS, presigned redirects."
+      description = "Serves dataset keys (metadata and chunks) and Neuroglancer view states to viewers: GET/HEAD, ranges, CORS, presigned redirects; counts link usage."
       routes = [
         "GET /data/{proxy+}",
         "HEAD /data/{proxy+}",
@@ -19,31 +21,45 @@ locals {
         "GET /s/{proxy+}",
         "HEAD /s/{proxy+}",
         "OPTIONS /s/{proxy+}",
+        "GET /ng/{proxy+}",
+        "OPTIONS /ng/{proxy+}",
       ]
-      memory_mb = 1024
-      timeout_s = 30
-      ddb_write = false
-      s3_write  = false
-      ses_send  = false
+      memory_mb   = 1024
+      timeout_s   = 30
+      ddb_write   = false
+      usage_write = true
+      s3_write    = false
+      ses_send    = false
       env = {
-        ZARRSHARE_DELIVERY = var.chunks_delivery
+        ZARRSHARE_DELIVERY         = var.chunks_delivery
+        ZARRSHARE_SIGNING_SECRET   = var.signing_secret
+        ZARRSHARE_USAGE_FLUSH_SECS = tostring(var.usage_flush_secs)
+        ZARRSHARE_NEUROGLANCER_URL = var.neuroglancer_url
       }
     }
     datasets = {
-      description = "The datasets API: registering datasets, describing them, managing their share links."
+      description = "The datasets API: registering datasets, share links, per-person shares (with invitation mail), the gallery, thumbnails, QR codes, the audit trail."
       routes = [
         "ANY /api/datasets",
         "ANY /api/datasets/{proxy+}",
+        "ANY /api/links",
+        "ANY /api/links/{proxy+}",
+        "ANY /api/gallery",
+        "ANY /api/qr",
         "GET /api/openapi.json",
       ]
-      memory_mb = 512
-      timeout_s = 15
-      ddb_write = true
-      # Nothing writes annotation bodies or sends mail here: granted when a route needs it.
+      memory_mb   = 1024 # Argon2id link passwords and thumbnail rendering
+      timeout_s   = 15
+      ddb_write   = true
+      usage_write = false
+      # Nothing writes annotation bodies here yet: granted when a route needs it.
       s3_write = false
-      ses_send = false
+      ses_send = true
       env = {
-        ZARRSHARE_JWT_SECRET = var.jwt_secret
+        ZARRSHARE_JWT_SECRET       = var.jwt_secret
+        ZARRSHARE_SENDER_EMAIL     = var.sender_email
+        ZARRSHARE_SIGNING_SECRET   = var.signing_secret
+        ZARRSHARE_NEUROGLANCER_URL = var.neuroglancer_url
       }
     }
     accounts = {
@@ -58,11 +74,12 @@ locals {
         "ANY /api/invites",
         "ANY /api/invites/{proxy+}",
       ]
-      memory_mb = 1024 # Argon2id hashing wants memory and the CPU that comes with it
-      timeout_s = 15
-      ddb_write = true
-      s3_write  = false
-      ses_send  = true
+      memory_mb   = 1024 # Argon2id hashing wants memory and the CPU that comes with it
+      timeout_s   = 15
+      ddb_write   = true
+      usage_write = false
+      s3_write    = false
+      ses_send    = true
       env = {
         ZARRSHARE_JWT_SECRET   = var.jwt_secret
         ZARRSHARE_SENDER_EMAIL = var.sender_email

@@ -236,3 +236,29 @@ variable "jwt_secret" {
     error_message = "jwt_secret must be at least 32 characters."
   }
 }
+
+variable "signing_secret" {
+  description = "HMAC key of link-password unlocks, shared by the chunks and datasets functions (at least 32 characters)."
+  type        = string
+  sensitive   = true
+  validation {
+    condition     = length(var.signing_secret) >= 32
+    error_message = "signing_secret must be at least 32 characters."
+  }
+}
+
+variable "usage_flush_secs" {
+  description = "How often a chunk function instance writes the link usage it counted (at most this much is lost when an instance is recycled)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.usage_flush_secs >= 1 && var.usage_flush_secs <= 3600
+    error_message = "usage_flush_secs must be between 1 and 3600."
+  }
+}
+
+variable "neuroglancer_url" {
+  description = "The Neuroglancer deployment that view-state links open in."
+  type        = string
+  default     = "https://neuroglancer-demo.appspot.com/"
+}

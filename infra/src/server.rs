@@ -210,6 +210,8 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
             "ZARRSHARE_LOCAL_ROOTS" => Some(roots_text.clone()),
             "ZARRSHARE_PUBLIC_BASE_URL" => Some(base_url.to_owned()),
             "ZARRSHARE_DELIVERY" => Some(delivery.to_owned()),
+            // One long-lived process: usage figures show up on the links page within seconds.
+            "ZARRSHARE_USAGE_FLUSH_SECS" => set.or_else(|| Some("5".into())),
             "ZARRSHARE_TABLE" if aws => set.or_else(|| Some("zarrshare".into())),
             "ZARRSHARE_TABLE" => None,
             "ZARRSHARE_EMBEDDED_DB" => Some(embedded.to_string_lossy().into_owned()),
@@ -249,13 +251,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     };
     let app = app(services.clone(), counts.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = services.clone();
     let server = tokio::spawn(async move {
         let signal = async move {
             tokio::select! { _ = shutdown_signal() => {}, _ = stopped => {} }
         };
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(signal)
-            .await
+            .await;
+        // Link usage counted since the last flush is written before the process ends.
+        flusher.flush_usage().await;
+        served
     });
     if let Some(path) = &opts.ready_file {
         let ready = Ready {

@@ -2,10 +2,11 @@
 //! visibilities or link states. It is a pure function of who asks, what they want and the facts
 //! of the resource, tested as a full table below.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{
-    DatasetId, LinkState, OrgId, OrgRole, TeamId, TeamRole, Timestamp, UserId, Visibility,
+    DatasetId, LinkPermission, LinkScope, LinkState, OrgId, OrgRole, TeamId, TeamRole, Timestamp,
+    UserId, Visibility,
 };
 
 /// Who is asking.
@@ -30,6 +31,84 @@ pub struct MemberFacts {
     pub role: OrgRole,
     pub teams: BTreeMap<TeamId, TeamRole>,
     pub active: bool,
+    /// The account's e-mail address (per-person shares are made to it).
+    pub email: Option<crate::domain::Email>,
+}
+
+impl Actor {
+    /// Who this is, for audit trails and `created_by` fields (never a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Actor::OrgAdmin { org } => format!("admin-key@{org}"),
+            Actor::Anonymous => "anonymous".into(),
+            Actor::LinkHolder(_) => "link".into(),
+            Actor::User(m) => {
+                m.id.as_ref()
+                    .map_or_else(|| format!("admin-key@{}", m.org), |id| format!("user:{id}"))
+            }
+        }
+    }
+
+    /// The signed-in user's id, if the caller is one.
+    pub fn user_id(&self) -> Option<&UserId> {
+        match self {
+            Actor::User(m) => m.id.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The organization the caller acts in, if any.
+    pub fn org(&self) -> Option<&OrgId> {
+        match self {
+            Actor::OrgAdmin { org } => Some(org),
+            Actor::User(m) => Some(&m.org),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> DatasetFacts<'a> {
+    pub fn of(d: &'a crate::domain::Dataset, grant: Option<GrantFacts>) -> Self {
+        Self {
+            id: &d.id,
+            org: &d.org,
+            visibility: d.visibility,
+            owner: d.owner.as_ref(),
+            allowed_teams: &d.allowed_teams,
+            grant,
+        }
+    }
+}
+
+impl LinkFacts {
+    /// The facts of a stored link, with the password state of this request.
+    pub fn of(link: &crate::domain::ShareLink, unlocked: bool) -> Self {
+        Self {
+            dataset: link.dataset_id.clone(),
+            revoked: link.revoked_at.is_some(),
+            expires_at: link.expires_at,
+            scope: link.scope.clone(),
+            permission: link.permission,
+            password: match (&link.password_hash, unlocked) {
+                (None, _) => PasswordState::NotSet,
+                (Some(_), true) => PasswordState::Unlocked,
+                (Some(_), false) => PasswordState::Required,
+            },
+        }
+    }
+}
+
+impl From<crate::domain::User> for MemberFacts {
+    fn from(u: crate::domain::User) -> Self {
+        Self {
+            id: Some(u.id),
+            org: u.org,
+            role: u.role,
+            teams: u.teams,
+            active: u.active,
+            email: Some(u.email),
+        }
+    }
 }
 
 impl MemberFacts {
@@ -63,12 +142,26 @@ pub struct InviteTarget<'a> {
     pub teams: &'a BTreeMap<TeamId, TeamRole>,
 }
 
+/// Whether a link's password has been given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordState {
+    /// The link has no password.
+    NotSet,
+    /// The link has one and this request carries no valid unlock (or a wrong password).
+    Required,
+    /// The request carries an unlock the server signed after the right password.
+    Unlocked,
+}
+
 /// What a link grants, as far as the decision needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkFacts {
     pub dataset: DatasetId,
     pub revoked: bool,
     pub expires_at: Option<Timestamp>,
+    pub scope: LinkScope,
+    pub permission: LinkPermission,
+    pub password: PasswordState,
 }
 
 impl LinkFacts {
@@ -83,24 +176,45 @@ impl LinkFacts {
     }
 }
 
-/// The facts of a dataset that access depends on.
+/// The asking user's per-person share of a dataset (bound to their account).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantFacts {
+    pub can_modify: bool,
+    pub can_share: bool,
+}
+
+/// The facts of a dataset that access depends on, including the asking user's grant.
 #[derive(Clone, Copy, Debug)]
 pub struct DatasetFacts<'a> {
     pub id: &'a DatasetId,
     pub org: &'a OrgId,
     pub visibility: Visibility,
+    pub owner: Option<&'a UserId>,
+    pub allowed_teams: &'a BTreeSet<TeamId>,
+    /// The caller's grant on this dataset, when they have one.
+    pub grant: Option<GrantFacts>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Read metadata documents and chunks through the chunk function.
+    /// Read one metadata document or chunk ([`Resource::Object`]).
     ReadData,
     /// See the dataset's record (layers, description).
     ViewDataset,
-    /// Change its description, visibility or featured flag.
+    /// List objects with presigned URLs for bulk download ([`Resource::Object`]: the prefix).
+    Download,
+    /// Create and save annotations on the dataset.
+    Annotate,
+    /// Change its description, visibility, featured flag or allowed teams.
     UpdateDataset,
     /// Create, list and revoke its share links.
     ManageLinks,
+    /// Share it with further people (per-person grants).
+    Share,
+    /// See everyone with access; change or revoke per-person grants.
+    ManageShares,
+    /// Read its audit trail.
+    ViewAudit,
     /// List an organization's datasets.
     ListDatasets,
     /// Register a dataset in an organization.
@@ -128,6 +242,11 @@ pub enum Action {
 #[derive(Clone, Copy, Debug)]
 pub enum Resource<'a> {
     Dataset(DatasetFacts<'a>),
+    /// One key (or, for [`Action::Download`], a prefix) inside a dataset.
+    Object {
+        dataset: DatasetFacts<'a>,
+        key: &'a str,
+    },
     /// Organization-wide actions (registering datasets, listing users, creating teams, …).
     Organization(&'a OrgId),
     User(UserTarget<'a>),
@@ -151,6 +270,10 @@ pub enum Denial {
     LinkRevoked,
     /// The link has expired (410).
     LinkExpired,
+    /// The link needs its password (401).
+    LinkPasswordRequired,
+    /// The link does not reach this part of the dataset, or does not allow this (403).
+    OutOfScope,
     /// The caller's account is deactivated (403).
     Deactivated,
 }
@@ -174,6 +297,7 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
                 role: OrgRole::Admin,
                 teams: BTreeMap::new(),
                 active: true,
+                email: None,
             };
             &admin_key
         }
@@ -184,15 +308,8 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
     }
     let admin = member.role == OrgRole::Admin;
     match resource {
-        Resource::Dataset(d) => {
-            let reading = matches!(action, Action::ReadData | Action::ViewDataset);
-            let manages_data = member.role >= OrgRole::DatasetManager;
-            match (&member.org == d.org, d.visibility) {
-                (true, _) if manages_data => Allow,
-                (_, Visibility::Public) if reading => Allow,
-                (true, _) | (false, Visibility::Public) => Deny(Denial::Forbidden),
-                (false, Visibility::Private) => Deny(Denial::Hidden),
-            }
+        Resource::Dataset(d) | Resource::Object { dataset: d, .. } => {
+            member_on_dataset(member, action, &d)
         }
         Resource::Organization(org) => {
             if &member.org != org {
@@ -262,12 +379,48 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
     }
 }
 
+/// Reading: what a public dataset allows everyone.
+fn reading(action: Action) -> bool {
+    matches!(
+        action,
+        Action::ReadData | Action::ViewDataset | Action::Download
+    )
+}
+
+fn member_on_dataset(member: &MemberFacts, action: Action, d: &DatasetFacts<'_>) -> Decision {
+    use Decision::{Allow, Deny};
+    let same_org = &member.org == d.org;
+    // Owners, and their organization's admins and dataset managers, may do everything.
+    let owns = d.owner.is_some_and(|o| member.is(o));
+    if owns || (same_org && member.role >= OrgRole::DatasetManager) {
+        return Allow;
+    }
+    let in_team = same_org && d.allowed_teams.iter().any(|t| member.teams.contains_key(t));
+    let allowed = match d.grant {
+        Some(g) => match action {
+            a if reading(a) => true,
+            Action::Annotate => g.can_modify || in_team,
+            Action::Share => g.can_share,
+            _ => false,
+        },
+        None if in_team => reading(action) || action == Action::Annotate,
+        None => d.visibility == Visibility::Public && reading(action),
+    };
+    match allowed {
+        true => Allow,
+        false if same_org || d.grant.is_some() || d.visibility == Visibility::Public => {
+            Deny(Denial::Forbidden)
+        }
+        false => Deny(Denial::Hidden),
+    }
+}
+
 fn anonymous(action: Action, resource: Resource<'_>) -> Decision {
     match resource {
-        Resource::Dataset(d) => match (d.visibility, action) {
-            (Visibility::Public, Action::ReadData | Action::ViewDataset) => Decision::Allow,
-            (Visibility::Public, _) => Decision::Deny(Denial::Unauthenticated),
-            (Visibility::Private, _) => Decision::Deny(Denial::Hidden),
+        Resource::Dataset(d) | Resource::Object { dataset: d, .. } => match d.visibility {
+            Visibility::Public if reading(action) => Decision::Allow,
+            Visibility::Public => Decision::Deny(Denial::Unauthenticated),
+            Visibility::Private => Decision::Deny(Denial::Hidden),
         },
         _ => Decision::Deny(Denial::Unauthenticated),
     }
@@ -279,19 +432,93 @@ fn link_holder(
     resource: Resource<'_>,
     now: Timestamp,
 ) -> Decision {
-    let Resource::Dataset(d) = resource else {
-        return Decision::Deny(Denial::Unauthenticated);
+    use Decision::{Allow, Deny};
+    let (d, key) = match resource {
+        Resource::Dataset(d) => (d, None),
+        Resource::Object { dataset, key } => (dataset, Some(key)),
+        _ => return Deny(Denial::Unauthenticated),
     };
     if &link.dataset != d.id {
-        return Decision::Deny(Denial::Hidden);
+        return Deny(Denial::Hidden);
     }
     match link.state_at(now) {
-        LinkState::Revoked => Decision::Deny(Denial::LinkRevoked),
-        LinkState::Expired => Decision::Deny(Denial::LinkExpired),
-        LinkState::Active => match action {
-            Action::ReadData | Action::ViewDataset => Decision::Allow,
-            _ => Decision::Deny(Denial::Forbidden),
-        },
+        LinkState::Revoked => return Deny(Denial::LinkRevoked),
+        LinkState::Expired => return Deny(Denial::LinkExpired),
+        LinkState::Active => {}
+    }
+    if link.password == PasswordState::Required {
+        return Deny(Denial::LinkPasswordRequired);
+    }
+    // Object actions need a key inside the scope; without one only a whole-dataset scope does.
+    let in_scope = match key {
+        Some(k) => link.scope.covers(k),
+        None => !matches!(link.scope, LinkScope::Path { .. }),
+    };
+    match action {
+        Action::ViewDataset => Allow,
+        Action::ReadData if in_scope => Allow,
+        Action::Download if in_scope && link.permission >= LinkPermission::Download => Allow,
+        Action::Annotate
+            if link.permission >= LinkPermission::Annotate
+                && !matches!(link.scope, LinkScope::Path { .. }) =>
+        {
+            Allow
+        }
+        Action::ReadData | Action::Download | Action::Annotate => Deny(Denial::OutOfScope),
+        _ => Deny(Denial::Forbidden),
+    }
+}
+
+/// How the caller stands to a dataset, as every listing shows it (SCiLS' status icons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// They registered it.
+    Owner,
+    /// An admin or dataset manager of its organization.
+    Manager,
+    /// Shared with them personally.
+    SharedWithMe,
+    /// One of their teams is allowed.
+    TeamMember,
+    /// Through a share link.
+    LinkHolder,
+    /// Only because it is public.
+    Public,
+    /// No access.
+    None,
+}
+
+pub fn relation(actor: &Actor, d: &DatasetFacts<'_>) -> Relation {
+    let public = || {
+        if d.visibility == Visibility::Public {
+            Relation::Public
+        } else {
+            Relation::None
+        }
+    };
+    let member = match actor {
+        Actor::Anonymous => return public(),
+        Actor::LinkHolder(l) if &l.dataset == d.id => return Relation::LinkHolder,
+        Actor::LinkHolder(_) => return public(),
+        Actor::OrgAdmin { org } if org == d.org => return Relation::Manager,
+        Actor::OrgAdmin { .. } => return public(),
+        Actor::User(m) => m,
+    };
+    if !member.active {
+        return Relation::None;
+    }
+    let same_org = &member.org == d.org;
+    if d.owner.is_some_and(|o| member.is(o)) {
+        Relation::Owner
+    } else if same_org && member.role >= OrgRole::DatasetManager {
+        Relation::Manager
+    } else if d.grant.is_some() {
+        Relation::SharedWithMe
+    } else if same_org && d.allowed_teams.iter().any(|t| member.teams.contains_key(t)) {
+        Relation::TeamMember
+    } else {
+        public()
     }
 }
 
@@ -312,7 +539,7 @@ pub fn require(
         Denial::Forbidden => ApiError::Forbidden("you may not do this".into()),
         Denial::Hidden => {
             let what = match resource {
-                Resource::Dataset(_) => "dataset",
+                Resource::Dataset(_) | Resource::Object { .. } => "dataset",
                 Resource::Organization(_) => "organization",
                 Resource::User(_) => "user",
                 Resource::Team { .. } => "team",
@@ -322,6 +549,11 @@ pub fn require(
         }
         Denial::LinkRevoked => ApiError::Gone("this share link has been revoked".into()),
         Denial::LinkExpired => ApiError::Gone("this share link has expired".into()),
+        Denial::LinkPasswordRequired => ApiError::PasswordRequired,
+        Denial::OutOfScope => ApiError::Forbidden(
+            "this share link does not reach this part of the dataset, or does not allow this"
+                .into(),
+        ),
         Denial::Deactivated => ApiError::Forbidden("your account is deactivated".into()),
     })
 }
@@ -331,7 +563,7 @@ mod tests {
     use super::*;
     use crate::domain::now;
     use Action::*;
-    use Decision::Allow;
+    use Decision::{Allow, Deny};
     use Denial::*;
     use time::Duration;
 
@@ -339,99 +571,355 @@ mod tests {
         OrgId::parse(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Every principal × every action × public and private datasets, each cell asserted.
+    fn link(
+        dataset: &DatasetId,
+        state: &str,
+        scope: LinkScope,
+        permission: LinkPermission,
+    ) -> Actor {
+        let t = now();
+        Actor::LinkHolder(LinkFacts {
+            dataset: dataset.clone(),
+            revoked: state == "revoked",
+            expires_at: match state {
+                "expired" => Some(t - Duration::seconds(1)),
+                _ => Some(t + Duration::hours(1)),
+            },
+            scope,
+            permission,
+            password: match state {
+                "locked" => PasswordState::Required,
+                "unlocked" => PasswordState::Unlocked,
+                _ => PasswordState::NotSet,
+            },
+        })
+    }
+
+    /// Every principal × every dataset action × public and private datasets × link states
+    /// (valid, expired, revoked, wrong scope, password missing or wrong, unlocked), each cell
+    /// asserted.
     #[test]
     fn dataset_access_table() {
         let t = now();
         let home = org("home-lab");
+        let rival = org("rival-lab");
         let ds = DatasetId::generate();
         let other_ds = DatasetId::generate();
-        let link = |dataset: &DatasetId, revoked: bool, expires: Option<Timestamp>| {
-            Actor::LinkHolder(LinkFacts {
-                dataset: dataset.clone(),
-                revoked,
-                expires_at: expires,
+        let owner = UserId::generate();
+        let (team, other_team) = (TeamId::generate(), TeamId::generate());
+        let allowed: BTreeSet<TeamId> = [team.clone()].into();
+        let user = |id: Option<UserId>, o: &OrgId, role, teams: &[TeamId], active| {
+            Actor::User(MemberFacts {
+                id: Some(id.unwrap_or_else(UserId::generate)),
+                org: o.clone(),
+                role,
+                teams: teams
+                    .iter()
+                    .map(|t| (t.clone(), TeamRole::Member))
+                    .collect(),
+                active,
+                email: None,
             })
         };
-        let principals: Vec<(&str, Actor)> = vec![
-            ("anonymous", Actor::Anonymous),
-            ("admin", Actor::OrgAdmin { org: home.clone() }),
+        let labels = || LinkScope::path("labels/cells").unwrap_or_else(|e| panic!("{e}"));
+        let (view, download, annotate) = (
+            LinkPermission::View,
+            LinkPermission::Download,
+            LinkPermission::Annotate,
+        );
+        let grant = |m, s| {
+            Some(GrantFacts {
+                can_modify: m,
+                can_share: s,
+            })
+        };
+        // (who, actor, the caller's grant)
+        let principals: Vec<(&str, Actor, Option<GrantFacts>)> = vec![
+            ("anonymous", Actor::Anonymous, None),
+            ("admin key", Actor::OrgAdmin { org: home.clone() }, None),
             (
-                "other org admin",
-                Actor::OrgAdmin {
-                    org: org("rival-lab"),
-                },
+                "other org's admin key",
+                Actor::OrgAdmin { org: rival.clone() },
+                None,
             ),
-            ("link", link(&ds, false, None)),
             (
-                "link with future expiry",
-                link(&ds, false, Some(t + Duration::hours(1))),
+                "owner (now a plain user)",
+                user(Some(owner.clone()), &home, OrgRole::User, &[], true),
+                None,
+            ),
+            (
+                "dataset manager",
+                user(None, &home, OrgRole::DatasetManager, &[], true),
+                None,
+            ),
+            (
+                "plain user",
+                user(
+                    None,
+                    &home,
+                    OrgRole::User,
+                    std::slice::from_ref(&other_team),
+                    true,
+                ),
+                None,
+            ),
+            (
+                "allowed team's member",
+                user(
+                    None,
+                    &home,
+                    OrgRole::User,
+                    std::slice::from_ref(&team),
+                    true,
+                ),
+                None,
+            ),
+            (
+                "allowed team id, other org",
+                user(
+                    None,
+                    &rival,
+                    OrgRole::User,
+                    std::slice::from_ref(&team),
+                    true,
+                ),
+                None,
+            ),
+            (
+                "grantee (view)",
+                user(None, &rival, OrgRole::User, &[], true),
+                grant(false, false),
+            ),
+            (
+                "grantee (modify, share)",
+                user(None, &rival, OrgRole::User, &[], true),
+                grant(true, true),
+            ),
+            (
+                "deactivated dataset manager",
+                user(None, &home, OrgRole::DatasetManager, &[], false),
+                None,
+            ),
+            (
+                "view link",
+                link(&ds, "valid", LinkScope::Dataset, view),
+                None,
+            ),
+            (
+                "download link",
+                link(&ds, "valid", LinkScope::Dataset, download),
+                None,
+            ),
+            (
+                "annotate link",
+                link(&ds, "valid", LinkScope::Dataset, annotate),
+                None,
+            ),
+            (
+                "sub-path link",
+                link(&ds, "valid", labels(), annotate),
+                None,
             ),
             (
                 "expired link",
-                link(&ds, false, Some(t - Duration::seconds(1))),
+                link(&ds, "expired", LinkScope::Dataset, view),
+                None,
             ),
-            ("revoked link", link(&ds, true, None)),
-            ("link to another dataset", link(&other_ds, false, None)),
+            (
+                "revoked link",
+                link(&ds, "revoked", LinkScope::Dataset, view),
+                None,
+            ),
+            (
+                "link, password missing or wrong",
+                link(&ds, "locked", LinkScope::Dataset, view),
+                None,
+            ),
+            (
+                "link, unlocked",
+                link(&ds, "unlocked", LinkScope::Dataset, view),
+                None,
+            ),
+            (
+                "link to another dataset",
+                link(&other_ds, "valid", LinkScope::Dataset, view),
+                None,
+            ),
         ];
-        let d = |v| Decision::Deny(v);
-        //                         ReadData   ViewDataset  UpdateDataset  ManageLinks
-        let public: [[Decision; 4]; 8] = [
-            [Allow, Allow, d(Unauthenticated), d(Unauthenticated)],
-            [Allow, Allow, Allow, Allow],
-            [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [
-                d(LinkExpired),
-                d(LinkExpired),
-                d(LinkExpired),
-                d(LinkExpired),
-            ],
-            [
-                d(LinkRevoked),
-                d(LinkRevoked),
-                d(LinkRevoked),
-                d(LinkRevoked),
-            ],
-            [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
+        // Columns: read an image chunk, read a label chunk, view the record, download
+        // everything, annotate, update, manage links, share, manage shares, read the audit.
+        let (a, f, h, u, x) = (
+            Allow,
+            Deny(Forbidden),
+            Deny(Hidden),
+            Deny(Unauthenticated),
+            Deny(Deactivated),
+        );
+        let (e, r, p, o) = (
+            Deny(LinkExpired),
+            Deny(LinkRevoked),
+            Deny(LinkPasswordRequired),
+            Deny(OutOfScope),
+        );
+        let links: [[Decision; 10]; 9] = [
+            [a, a, a, o, o, f, f, f, f, f],
+            [a, a, a, a, o, f, f, f, f, f],
+            [a, a, a, a, a, f, f, f, f, f],
+            [o, a, a, o, o, f, f, f, f, f],
+            [e; 10],
+            [r; 10],
+            [p; 10],
+            [a, a, a, o, o, f, f, f, f, f],
+            [h; 10],
         ];
-        let private: [[Decision; 4]; 8] = [
-            [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
-            [Allow, Allow, Allow, Allow],
-            [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
-            [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [Allow, Allow, d(Forbidden), d(Forbidden)],
-            [
-                d(LinkExpired),
-                d(LinkExpired),
-                d(LinkExpired),
-                d(LinkExpired),
-            ],
-            [
-                d(LinkRevoked),
-                d(LinkRevoked),
-                d(LinkRevoked),
-                d(LinkRevoked),
-            ],
-            [d(Hidden), d(Hidden), d(Hidden), d(Hidden)],
-        ];
-        let actions = [ReadData, ViewDataset, UpdateDataset, ManageLinks];
+        let private: Vec<[Decision; 10]> = [
+            [h; 10],
+            [a; 10],
+            [h; 10],
+            [a; 10],
+            [a; 10],
+            [f; 10],
+            [a, a, a, a, a, f, f, f, f, f],
+            [h; 10],
+            [a, a, a, a, f, f, f, f, f, f],
+            [a, a, a, a, a, f, f, a, f, f],
+            [x; 10],
+        ]
+        .into_iter()
+        .chain(links)
+        .collect();
+        let public: Vec<[Decision; 10]> = [
+            [a, a, a, a, u, u, u, u, u, u],
+            [a; 10],
+            [a, a, a, a, f, f, f, f, f, f],
+            [a; 10],
+            [a; 10],
+            [a, a, a, a, f, f, f, f, f, f],
+            [a, a, a, a, a, f, f, f, f, f],
+            [a, a, a, a, f, f, f, f, f, f],
+            [a, a, a, a, f, f, f, f, f, f],
+            [a, a, a, a, a, f, f, a, f, f],
+            [x; 10],
+        ]
+        .into_iter()
+        .chain(links)
+        .collect();
         for (visibility, table) in [(Visibility::Public, public), (Visibility::Private, private)] {
-            let facts = DatasetFacts {
-                id: &ds,
-                org: &home,
-                visibility,
-            };
-            for ((who, actor), row) in principals.iter().zip(table) {
-                for (action, expected) in actions.iter().zip(row) {
-                    let got = decide(actor, *action, Resource::Dataset(facts), t);
+            assert_eq!(table.len(), principals.len());
+            for ((who, actor, grant), row) in principals.iter().zip(table) {
+                let facts = DatasetFacts {
+                    id: &ds,
+                    org: &home,
+                    visibility,
+                    owner: Some(&owner),
+                    allowed_teams: &allowed,
+                    grant: *grant,
+                };
+                let object = |key| Resource::Object {
+                    dataset: facts,
+                    key,
+                };
+                let columns = [
+                    ("read image chunk", ReadData, object("0/c/0/0/0")),
+                    (
+                        "read label chunk",
+                        ReadData,
+                        object("labels/cells/0/c/0/0/0"),
+                    ),
+                    ("view", ViewDataset, Resource::Dataset(facts)),
+                    ("download all", Download, object("")),
+                    ("annotate", Annotate, Resource::Dataset(facts)),
+                    ("update", UpdateDataset, Resource::Dataset(facts)),
+                    ("manage links", ManageLinks, Resource::Dataset(facts)),
+                    ("share", Share, Resource::Dataset(facts)),
+                    ("manage shares", ManageShares, Resource::Dataset(facts)),
+                    ("audit", ViewAudit, Resource::Dataset(facts)),
+                ];
+                for ((what, action, resource), expected) in columns.into_iter().zip(row) {
                     assert_eq!(
-                        got, expected,
-                        "{who} × {action:?} on a {visibility:?} dataset"
+                        decide(actor, action, resource, t),
+                        expected,
+                        "{who} × {what} on a {visibility:?} dataset"
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn relation_follows_the_strongest_tie() {
+        let home = org("home-lab");
+        let ds = DatasetId::generate();
+        let owner = UserId::generate();
+        let team = TeamId::generate();
+        let allowed: BTreeSet<TeamId> = [team.clone()].into();
+        let facts = |visibility, grant| DatasetFacts {
+            id: &ds,
+            org: &home,
+            visibility,
+            owner: Some(&owner),
+            allowed_teams: &allowed,
+            grant,
+        };
+        let member = |id: UserId, role, teams: Vec<TeamId>| {
+            Actor::User(MemberFacts {
+                id: Some(id),
+                org: home.clone(),
+                role,
+                teams: teams.into_iter().map(|t| (t, TeamRole::Member)).collect(),
+                active: true,
+                email: None,
+            })
+        };
+        let g = Some(GrantFacts {
+            can_modify: false,
+            can_share: false,
+        });
+        let private = Visibility::Private;
+        let cases = [
+            (
+                member(owner.clone(), OrgRole::User, vec![]),
+                facts(private, None),
+                Relation::Owner,
+            ),
+            (
+                member(UserId::generate(), OrgRole::Admin, vec![]),
+                facts(private, g),
+                Relation::Manager,
+            ),
+            (
+                member(UserId::generate(), OrgRole::User, vec![team.clone()]),
+                facts(private, g),
+                Relation::SharedWithMe,
+            ),
+            (
+                member(UserId::generate(), OrgRole::User, vec![team.clone()]),
+                facts(private, None),
+                Relation::TeamMember,
+            ),
+            (
+                member(UserId::generate(), OrgRole::User, vec![]),
+                facts(Visibility::Public, None),
+                Relation::Public,
+            ),
+            (
+                member(UserId::generate(), OrgRole::User, vec![]),
+                facts(private, None),
+                Relation::None,
+            ),
+            (
+                Actor::Anonymous,
+                facts(Visibility::Public, None),
+                Relation::Public,
+            ),
+            (
+                link(&ds, "valid", LinkScope::Dataset, LinkPermission::View),
+                facts(private, None),
+                Relation::LinkHolder,
+            ),
+        ];
+        for (actor, facts, expected) in cases {
+            assert_eq!(relation(&actor, &facts), expected, "{actor:?}");
         }
     }
 
@@ -449,11 +937,12 @@ mod tests {
                 Decision::Deny(Forbidden),
             ),
             (
-                Actor::LinkHolder(LinkFacts {
-                    dataset: DatasetId::generate(),
-                    revoked: false,
-                    expires_at: None,
-                }),
+                link(
+                    &DatasetId::generate(),
+                    "valid",
+                    LinkScope::Dataset,
+                    LinkPermission::Annotate,
+                ),
                 Decision::Deny(Unauthenticated),
             ),
         ];
@@ -478,6 +967,7 @@ mod tests {
                 role,
                 teams: teams.iter().cloned().collect(),
                 active,
+                email: None,
             })
         };
         let principals: Vec<(&str, Actor)> = vec![
@@ -630,6 +1120,7 @@ mod tests {
             role: OrgRole::User,
             teams: [(team_a.clone(), TeamRole::Manager)].into(),
             active: true,
+            email: None,
         };
         let own = user(0, OrgRole::User, &me.teams);
         assert_eq!(

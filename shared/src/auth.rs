@@ -103,13 +103,7 @@ impl Authenticator {
         if user.org != claims.org || user.token_generation != claims.tv || !user.active {
             return Err(ApiError::Unauthorized);
         }
-        Ok(Actor::User(MemberFacts {
-            id: Some(user.id),
-            org: user.org,
-            role: user.role,
-            teams: user.teams,
-            active: user.active,
-        }))
+        Ok(Actor::User(MemberFacts::from(user)))
     }
 }
 

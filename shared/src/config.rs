@@ -50,6 +50,13 @@ pub struct Config {
     pub sender_email: Option<String>,
     /// Write mail to this JSON-lines file instead of sending it (local runs).
     pub outbox: Option<PathBuf>,
+    /// How often an instance writes the link usage it counted (at most this much is lost when
+    /// an instance is recycled).
+    pub usage_flush_interval: Duration,
+    /// How long the URL a link password unlocks stays valid.
+    pub unlock_ttl: Duration,
+    /// The Neuroglancer deployment view-state links open in.
+    pub neuroglancer_url: String,
 }
 
 /// The longest a revocation may take to reach every function instance.
@@ -182,6 +189,18 @@ impl Config {
             )?,
             sender_email: var("ZARRSHARE_SENDER_EMAIL"),
             outbox: var("ZARRSHARE_OUTBOX").map(PathBuf::from),
+            usage_flush_interval: seconds(
+                &var,
+                "ZARRSHARE_USAGE_FLUSH_SECS",
+                Duration::from_secs(60),
+            )?,
+            unlock_ttl: seconds(
+                &var,
+                "ZARRSHARE_UNLOCK_TTL_SECS",
+                Duration::from_secs(12 * 3600),
+            )?,
+            neuroglancer_url: var("ZARRSHARE_NEUROGLANCER_URL")
+                .unwrap_or_else(|| "https://neuroglancer-demo.appspot.com/".into()),
             metadata,
             data_bucket: var("ZARRSHARE_DATA_BUCKET"),
             aws_endpoint: var("AWS_ENDPOINT_URL"),

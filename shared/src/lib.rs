@@ -8,13 +8,17 @@ pub mod store;
 pub use error::ApiError;
 pub mod access;
 pub mod auth;
+pub mod capability;
 pub mod config;
 pub mod mail;
+pub mod neuroglancer;
 pub mod objects;
 pub mod passwords;
 pub mod qr;
 pub mod services;
+pub mod thumbnail;
 pub mod tokens;
+pub mod usage;
 pub mod zarr;
 
 pub use services::Services;

@@ -17,6 +17,7 @@ use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Catalog, Directory, DynStore, StoreError};
 use crate::tokens::TokenIssuer;
+use crate::usage::{UsageMeter, Use};
 
 /// A dataset as the chunk function needs it: its record and its opened storage location.
 pub struct ResolvedDataset {
@@ -55,6 +56,10 @@ pub struct Services {
     pub mailer: Arc<dyn Mailer>,
     pub objects: Arc<Objects>,
     pub auth: Arc<Authenticator>,
+    /// Signs and checks link unlocks.
+    pub signer: crate::capability::Signer,
+    /// Link usage counted since the last flush.
+    pub usage: Arc<UsageMeter>,
     cache: AccessCache,
 }
 
@@ -166,6 +171,8 @@ impl Services {
         )?);
         Ok(Self {
             cache: AccessCache::new(config.access_cache_ttl),
+            signer: crate::capability::Signer::new(&config.signing_secret),
+            usage: Arc::new(UsageMeter::new(config.usage_flush_interval)),
             catalog: Catalog::new(store),
             directory,
             tokens,
@@ -235,6 +242,29 @@ impl Services {
 
     pub fn forget_link(&self, hash: &TokenHash) {
         self.cache.links.invalidate(hash);
+    }
+
+    /// Counts one read through a link; when a flush is due, writes the counts in the
+    /// background (off the request's path).
+    pub fn record_use(&self, link: &ShareLink, what: Use, bytes: u64) {
+        if self.usage.record(&link.dataset_id, &link.id, what, bytes)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (usage, catalog) = (self.usage.clone(), self.catalog.clone());
+            runtime.spawn(async move {
+                usage.flush(&catalog).await;
+            });
+        }
+    }
+
+    /// Writes the counted link usage now (tests, shutdown).
+    pub async fn flush_usage(&self) -> usize {
+        self.usage.flush(&self.catalog).await
+    }
+
+    /// Where an invitation's recipient accepts it.
+    pub fn invite_accept_url(&self, token: &crate::domain::LinkToken) -> String {
+        self.public_url(&format!("/api/invites/accept?token={}", token.expose()))
     }
 
     /// An absolute URL for `path` (which starts with `/`), when the public base is known.

@@ -77,11 +77,12 @@ override_resource {
 }
 
 variables {
-  environment   = "test"
-  admin_key     = "test-admin-key-0123456789abcdef0123456789"
-  jwt_secret    = "test-jwt-secret-0123456789abcdef0123456789"
-  sender_email  = "noreply@example.org"
-  artifacts_dir = "/nonexistent/lambda-artifacts"
+  environment    = "test"
+  admin_key      = "test-admin-key-0123456789abcdef0123456789"
+  jwt_secret     = "test-jwt-secret-0123456789abcdef0123456789"
+  signing_secret = "test-signing-secret-0123456789abcdef01234"
+  sender_email   = "noreply@example.org"
+  artifacts_dir  = "/nonexistent/lambda-artifacts"
 }
 
 run "every_function_is_wired" {
@@ -139,7 +140,9 @@ run "every_function_is_wired" {
     condition = toset(keys(aws_apigatewayv2_route.fn)) == toset([
       "GET /data/{proxy+}", "HEAD /data/{proxy+}", "OPTIONS /data/{proxy+}",
       "GET /s/{proxy+}", "HEAD /s/{proxy+}", "OPTIONS /s/{proxy+}",
+      "GET /ng/{proxy+}", "OPTIONS /ng/{proxy+}",
       "ANY /api/datasets", "ANY /api/datasets/{proxy+}", "GET /api/openapi.json",
+      "ANY /api/links", "ANY /api/links/{proxy+}", "ANY /api/gallery", "ANY /api/qr",
       "ANY /api/organizations", "ANY /api/auth/{proxy+}", "ANY /api/me", "ANY /api/users", "ANY /api/users/{proxy+}",
       "ANY /api/teams", "ANY /api/invites", "ANY /api/invites/{proxy+}",
     ])
@@ -157,8 +160,8 @@ run "every_function_is_wired" {
   assert {
     condition = alltrue([
       for rk in keys(aws_apigatewayv2_route.fn) : local.routes[rk].function == (
-        length(regexall("^[A-Z]+ /(data|s)/", rk)) > 0 ? "chunks" :
-        length(regexall("^[A-Z]+ /api/(datasets|openapi)", rk)) > 0 ? "datasets" : "accounts"
+        length(regexall("^[A-Z]+ /(data|s|ng)/", rk)) > 0 ? "chunks" :
+        length(regexall("^[A-Z]+ /api/(datasets|openapi|links|gallery|qr)", rk)) > 0 ? "datasets" : "accounts"
       )
     ])
     error_message = "Chunk routes must go to chunks, dataset routes to datasets, account routes to accounts."
@@ -196,20 +199,22 @@ run "gateway_leaves_cors_to_the_functions" {
 run "least_privilege_policies" {
   command = plan
 
-  # chunks: read-only. No DynamoDB write of any kind, no S3 write, no SES.
+  # chunks: reads, plus PutItem on link and audit items only (usage counters). No other
+  # DynamoDB write, no S3 write, no SES.
   assert {
-    condition = length([
-      for a in flatten([for s in jsondecode(aws_iam_role_policy.fn["chunks"].policy).Statement : s.Action]) : a
-      if can(regex("^dynamodb:(Put|Update|Delete|BatchWrite|TransactWrite|ConditionCheck|Create|Restore|Import)", a))
-    ]) == 0
-    error_message = "The chunks role must not have DynamoDB write actions."
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.fn["chunks"].policy).Statement :
+      s.Action == ["dynamodb:PutItem"] && s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["DS#*", "AUDIT#*"]
+      if length([for a in s.Action : a if can(regex("^dynamodb:(Put|Update|Delete|BatchWrite|TransactWrite|ConditionCheck|Create|Restore|Import)", a))]) > 0
+    ])
+    error_message = "The chunks role may only PutItem, and only on DS#/AUDIT# partitions."
   }
 
   assert {
     condition = toset(flatten([for s in jsondecode(aws_iam_role_policy.fn["chunks"].policy).Statement : s.Action])) == toset([
-      "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query", "s3:GetObject", "s3:ListBucket",
+      "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
     ])
-    error_message = "The chunks role must have exactly: own logs, GetItem/Query, GetObject/ListBucket."
+    error_message = "The chunks role must have exactly: own logs, GetItem/Query, PutItem (usage), GetObject/ListBucket."
   }
 
   assert {
@@ -252,6 +257,14 @@ run "least_privilege_policies" {
 
 run "function_environment" {
   command = plan
+
+  assert {
+    condition = (
+      aws_lambda_function.fn["chunks"].environment[0].variables["ZARRSHARE_SIGNING_SECRET"] == aws_lambda_function.fn["datasets"].environment[0].variables["ZARRSHARE_SIGNING_SECRET"] &&
+      !contains(keys(aws_lambda_function.fn["accounts"].environment[0].variables), "ZARRSHARE_SIGNING_SECRET")
+    )
+    error_message = "chunks and datasets must share the unlock signing secret; accounts does not need it."
+  }
 
   assert {
     condition = (

@@ -980,7 +980,7 @@ impl From<&Invite> for InviteView {
 }
 
 fn accept_url(services: &Services, token: &LinkToken) -> String {
-    services.public_url(&format!("/api/invites/accept?token={}", token.expose()))
+    services.invite_accept_url(token)
 }
 
 fn invitation_mail(
@@ -1030,13 +1030,7 @@ async fn inviter_actor(services: &Services, invite: &Invite) -> Result<Actor, Ap
         });
     };
     match services.directory.user(id).await {
-        Ok(u) => Ok(Actor::User(MemberFacts {
-            id: Some(u.id),
-            org: u.org,
-            role: u.role,
-            teams: u.teams,
-            active: u.active,
-        })),
+        Ok(u) => Ok(Actor::User(MemberFacts::from(u))),
         Err(CatalogError::NotFound) => Ok(Actor::Anonymous),
         Err(e) => Err(e.into()),
     }
@@ -1394,6 +1388,11 @@ async fn accept_invite(
                 }
                 other => other.into(),
             })?;
+            // Accepting proves the mailbox: datasets shared with it now open for this account.
+            s.services
+                .catalog
+                .bind_pending_grants(&invite.email, &joined.id)
+                .await?;
             let tokens = issue_tokens(&s.services, &joined).await?;
             Ok((
                 StatusCode::OK,
@@ -1423,6 +1422,10 @@ async fn accept_invite(
                     }
                     other => created(other),
                 })?;
+            s.services
+                .catalog
+                .bind_pending_grants(&invite.email, &user.id)
+                .await?;
             let tokens = issue_tokens(&s.services, &user).await?;
             Ok((
                 StatusCode::CREATED,

@@ -2,7 +2,9 @@
 //!
 //! URL contract — printed in papers, so it never changes:
 //! - `GET|HEAD /data/{dataset_id}/{key...}`: a public dataset;
-//! - `GET|HEAD /s/{token}/{key...}`: through a share link (the capability is in the path).
+//! - `GET|HEAD /s/{token}/{key...}`: through a share link (the capability is in the path);
+//!   a password-protected link is read as `/s/{token}.{unlock}/{key...}`, where the unlock is
+//!   what `POST /api/links/unlock` signs after the right password (checked by HMAC here).
 //!
 //! Hot path: the dataset and link resolutions come from this instance's access cache (no
 //! metadata call per chunk in steady state); bytes come from object storage, proxied or by a
@@ -12,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,9 +22,11 @@ use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStor
 use serde::Deserialize;
 use shared::access::{Action, Actor, DatasetFacts, LinkFacts, Resource, require};
 use shared::config::Delivery;
-use shared::domain::{DatasetId, LinkToken, ObjectKey};
+use shared::domain::{DatasetId, LinkToken, ObjectKey, now};
+use shared::neuroglancer::ViewParams;
 use shared::objects::{BLOB_ROUTE_PREFIX, ObjectsError};
 use shared::services::ResolvedDataset;
+use shared::usage::Use;
 use shared::{ApiError, Services};
 
 /// Bodies up to this size are read in one go; larger ones stream.
@@ -49,7 +53,7 @@ impl Caching {
 /// The chunk routes' part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(public_read, link_read), tags((name = "chunks", description = "What viewers read: metadata documents and chunks")))]
+    #[openapi(paths(public_read, link_read, public_state, link_state), tags((name = "chunks", description = "What viewers read: metadata documents, chunks and view states")))]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
 }
@@ -68,6 +72,8 @@ pub fn routes(services: Arc<Services>) -> Router {
         .route("/data/{dataset}/{*key}", get(public_read).head(public_read))
         .route("/s/{token}/{*key}", get(link_read).head(link_read))
         .route("/_blob/{*path}", get(blob_read).head(blob_read))
+        .route("/ng/data/{file}", get(public_state))
+        .route("/ng/s/{file}", get(link_state))
         .method_not_allowed_fallback(shared::error::wrong_method)
         .with_state(services)
 }
@@ -121,7 +127,7 @@ async fn public_read(
         .resolve_dataset(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
-    authorize(&Actor::Anonymous, &resolved)?;
+    authorize(&Actor::Anonymous, &resolved, &key)?;
     serve(
         &services,
         &resolved,
@@ -158,24 +164,15 @@ async fn link_read(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let no_link = || ApiError::NotFound("no such share link".into());
-    let (token, raw_key) = split_raw_path(&uri, "/s/").ok_or_else(no_link)?;
-    let token = LinkToken::parse(token).map_err(|_| no_link())?;
+    let (segment, raw_key) = split_raw_path(&uri, "/s/").ok_or_else(no_link)?;
     let key = parse_key(raw_key)?;
-    let link = services
-        .resolve_link(&token.hash())
-        .await?
-        .ok_or_else(no_link)?;
-    let actor = Actor::LinkHolder(LinkFacts {
-        dataset: link.dataset_id.clone(),
-        revoked: link.revoked_at.is_some(),
-        expires_at: link.expires_at,
-    });
+    let (link, actor) = resolve_segment(&services, segment).await?;
     let resolved = services
         .resolve_dataset(&link.dataset_id)
         .await?
         .ok_or_else(no_link)?;
-    authorize(&actor, &resolved)?;
-    serve(
+    authorize(&actor, &resolved, &key)?;
+    let response = serve(
         &services,
         &resolved,
         &key,
@@ -183,17 +180,206 @@ async fn link_read(
         &headers,
         Caching::Private,
     )
-    .await
+    .await?;
+    let status = response.status();
+    if status.is_success() || (status.is_redirection() && status != StatusCode::NOT_MODIFIED) {
+        let what = if status.is_redirection() {
+            Use::Redirect
+        } else if key.is_metadata() && parent(key.as_str()) == link.scope.root() {
+            Use::View
+        } else {
+            Use::Read
+        };
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .filter(|_| method == Method::GET)
+            .unwrap_or(0);
+        services.record_use(&link, what, bytes);
+    }
+    Ok(response)
 }
 
-fn authorize(actor: &Actor, resolved: &ResolvedDataset) -> Result<(), ApiError> {
-    let d = &resolved.dataset;
-    let facts = DatasetFacts {
-        id: &d.id,
-        org: &d.org,
-        visibility: d.visibility,
+/// The directory part of a key (`""` at the root).
+fn parent(key: &str) -> &str {
+    key.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+fn authorize(actor: &Actor, resolved: &ResolvedDataset, key: &ObjectKey) -> Result<(), ApiError> {
+    let resource = Resource::Object {
+        dataset: DatasetFacts::of(&resolved.dataset, None),
+        key: key.as_str(),
     };
-    require(actor, Action::ReadData, Resource::Dataset(facts))
+    require(actor, Action::ReadData, resource)
+}
+
+/// Where a view state looks, from the query (overrides what the link stores).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ViewQuery {
+    /// Centre in voxels of the finest level, comma-separated in the dataset's axis order
+    /// (e.g. `64,128,128` for z,y,x).
+    pub position: Option<String>,
+    /// Screen pixels per voxel.
+    pub zoom: Option<f64>,
+    /// `xy`, `xz`, `yz`, `3d` or `4panel`.
+    pub layout: Option<shared::neuroglancer::Layout>,
+}
+
+impl ViewQuery {
+    fn over(self, stored: Option<&ViewParams>) -> Result<ViewParams, ApiError> {
+        let mut view = stored.cloned().unwrap_or_default();
+        if let Some(p) = self.position {
+            let values = p
+                .split(',')
+                .map(|v| v.trim().parse::<f64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    ApiError::BadRequest("position must be comma-separated numbers".into())
+                })?;
+            view.position = Some(values);
+        }
+        if self.zoom.is_some() {
+            view.zoom = self.zoom;
+        }
+        if self.layout.is_some() {
+            view.layout = self.layout;
+        }
+        Ok(view)
+    }
+}
+
+/// The absolute URL of `path` here: the configured public base, or the request's own host.
+fn absolute(services: &Services, headers: &HeaderMap, path: &str) -> String {
+    match (
+        &services.config.public_base_url,
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+    ) {
+        (Some(_), _) | (None, None) => services.public_url(path),
+        (None, Some(host)) => format!("http://{host}{path}"),
+    }
+}
+
+fn state_response(
+    dataset: &shared::domain::Dataset,
+    data_root: &str,
+    scope: &str,
+    view: &ViewParams,
+    caching: Caching,
+) -> Result<Response, ApiError> {
+    let state = shared::neuroglancer::state(
+        dataset,
+        data_root,
+        Some(scope).filter(|s| !s.is_empty()),
+        view,
+    )
+    .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, caching.header()),
+        ],
+        state.to_string(),
+    )
+        .into_response())
+}
+
+/// The Neuroglancer view state of a public dataset (open it as `{neuroglancer}#!{this URL}`).
+#[utoipa::path(
+    get, path = "/ng/data/{dataset_id}.json", tag = "chunks",
+    params(("dataset_id" = String, Path), ViewQuery),
+    responses(
+        (status = 200, description = "The view state", content_type = "application/json"),
+        (status = 404, description = "No such public dataset", body = shared::error::Problem),
+        (status = 422, description = "The view does not fit the data", body = shared::error::Problem),
+    )
+)]
+async fn public_state(
+    State(services): State<Arc<Services>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    shared::error::ApiQuery(q): shared::error::ApiQuery<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let no_dataset = || ApiError::NotFound("no such dataset".into());
+    let id = file.strip_suffix(".json").ok_or_else(no_dataset)?;
+    let id = DatasetId::parse(id).map_err(|_| no_dataset())?;
+    let resolved = services
+        .resolve_dataset(&id)
+        .await?
+        .ok_or_else(no_dataset)?;
+    let d = &resolved.dataset;
+    require(
+        &Actor::Anonymous,
+        Action::ViewDataset,
+        Resource::Dataset(DatasetFacts::of(d, None)),
+    )?;
+    let root = absolute(&services, &headers, &format!("/data/{id}/"));
+    state_response(d, &root, "", &q.over(None)?, Caching::Public)
+}
+
+/// The Neuroglancer view state of a share link: its data sources carry the link, so the
+/// viewer needs no login. Counts as a view of the link.
+#[utoipa::path(
+    get, path = "/ng/s/{token}.json", tag = "chunks",
+    params(("token" = String, Path, description = "The link's token (with its unlock, for a password-protected link)"), ViewQuery),
+    responses(
+        (status = 200, description = "The view state", content_type = "application/json"),
+        (status = 401, description = "The link needs its password", body = shared::error::Problem),
+        (status = 404, description = "No such link", body = shared::error::Problem),
+        (status = 410, description = "The link was revoked or has expired", body = shared::error::Problem),
+    )
+)]
+async fn link_state(
+    State(services): State<Arc<Services>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    shared::error::ApiQuery(q): shared::error::ApiQuery<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let no_link = || ApiError::NotFound("no such share link".into());
+    let segment = file.strip_suffix(".json").ok_or_else(no_link)?;
+    let (link, actor) = resolve_segment(&services, segment).await?;
+    let resolved = services
+        .resolve_dataset(&link.dataset_id)
+        .await?
+        .ok_or_else(no_link)?;
+    require(
+        &actor,
+        Action::ViewDataset,
+        Resource::Dataset(DatasetFacts::of(&resolved.dataset, None)),
+    )?;
+    let root = absolute(&services, &headers, &format!("/s/{segment}/"));
+    let response = state_response(
+        &resolved.dataset,
+        &root,
+        link.scope.root(),
+        &q.over(link.view.as_ref())?,
+        Caching::Private,
+    )?;
+    services.record_use(&link, Use::View, 0);
+    Ok(response)
+}
+
+/// A link path segment (`{token}` or `{token}.{unlock}`) resolved to its link and holder.
+async fn resolve_segment(
+    services: &Services,
+    segment: &str,
+) -> Result<(Arc<shared::domain::ShareLink>, Actor), ApiError> {
+    let no_link = || ApiError::NotFound("no such share link".into());
+    let (token, unlock) = match segment.split_once('.') {
+        Some((token, unlock)) => (token, Some(unlock)),
+        None => (segment, None),
+    };
+    let hash = LinkToken::parse(token).map_err(|_| no_link())?.hash();
+    let link = services.resolve_link(&hash).await?.ok_or_else(no_link)?;
+    let unlocked = link.password_hash.is_some()
+        && unlock.is_some_and(|u| services.signer.verify_unlock(&hash, u, now()));
+    let actor = Actor::LinkHolder(LinkFacts::of(&link, unlocked));
+    Ok((link, actor))
 }
 
 #[derive(Deserialize)]

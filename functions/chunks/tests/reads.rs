@@ -49,6 +49,8 @@ fn dataset(root: &std::path::Path, name: &str, visibility: Visibility) -> Datase
         },
         visibility,
         featured: false,
+        owner: None,
+        allowed_teams: Default::default(),
         zarr_format: ZarrFormat::V3,
         ome_version: None,
         layers: vec![],
@@ -66,12 +68,19 @@ fn link(
     ShareLink {
         id: LinkId::generate(),
         dataset_id: dataset.clone(),
+        org: OrgId::parse("lab").unwrap(),
         token_hash: token.hash(),
         label: String::new(),
+        scope: Default::default(),
+        permission: Default::default(),
+        password_hash: None,
+        view: None,
+        usage: Default::default(),
         created_at: now(),
         expires_at: expires,
         revoked_at: None,
         created_by: "test".into(),
+        created_by_user: None,
         version: 1,
     }
 }
@@ -109,8 +118,16 @@ async fn spawn(delivery: &str, cache_secs: u64) -> App {
 
     let public = dataset(&root, "open", Visibility::Public);
     let private = dataset(&root, "closed", Visibility::Private);
-    services.catalog.create_dataset(&public).await.unwrap();
-    services.catalog.create_dataset(&private).await.unwrap();
+    services
+        .catalog
+        .create_dataset(&public, "test")
+        .await
+        .unwrap();
+    services
+        .catalog
+        .create_dataset(&private, "test")
+        .await
+        .unwrap();
     let token = LinkToken::generate();
     let l = link(&private.id, &token, None);
     services.catalog.create_link(&l).await.unwrap();
@@ -358,7 +375,7 @@ async fn links_read_private_data_until_revoked() {
     let revoked = app
         .services
         .catalog
-        .revoke_link(&app.private, &app.link)
+        .revoke_link(&app.private, &app.link, "test")
         .await
         .unwrap();
     app.services.forget_link(&revoked.token_hash);
@@ -391,7 +408,7 @@ async fn revocation_reaches_other_instances_within_the_cache_bound() {
     assert_eq!(app.get(&url).await.status(), StatusCode::OK);
     app.services
         .catalog
-        .revoke_link(&app.private, &app.link)
+        .revoke_link(&app.private, &app.link, "test")
         .await
         .unwrap();
     assert_eq!(

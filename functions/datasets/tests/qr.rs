@@ -39,6 +39,8 @@ async fn app() -> (axum::Router, DatasetId, tempfile::TempDir) {
         storage: StorageUrl::parse("s3://bucket/poster.zarr").unwrap(),
         visibility: Visibility::Private,
         featured: false,
+        owner: None,
+        allowed_teams: Default::default(),
         zarr_format: ZarrFormat::V3,
         ome_version: None,
         layers: vec![],
@@ -46,7 +48,11 @@ async fn app() -> (axum::Router, DatasetId, tempfile::TempDir) {
         updated_at: t,
         version: 1,
     };
-    services.catalog.create_dataset(&dataset).await.unwrap();
+    services
+        .catalog
+        .create_dataset(&dataset, "test")
+        .await
+        .unwrap();
     (datasets::router(services), dataset.id, dir)
 }
 

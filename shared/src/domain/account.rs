@@ -116,7 +116,23 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_CHARS: usize = 128;
 
 impl Password {
+    /// An account's password: the policy, and not containing the account's address.
     pub fn parse(candidate: &str, email: &Email) -> Result<Self, ParseError> {
+        let password = Self::parse_shared(candidate)?;
+        let lower = candidate.to_lowercase();
+        let local = email.local_part();
+        if lower.contains(email.as_str()) || (local.len() >= 4 && lower.contains(local)) {
+            return Err(ParseError::new(
+                "password",
+                "must not contain your e-mail address",
+            ));
+        }
+        Ok(password)
+    }
+
+    /// A password shared with several people (a share link's): the same length, variety and
+    /// common-password rules as an account's.
+    pub fn parse_shared(candidate: &str) -> Result<Self, ParseError> {
         let bad = |why| ParseError::new("password", why);
         let chars: Vec<char> = candidate.chars().collect();
         if chars.len() < MIN_PASSWORD_CHARS {
@@ -134,10 +150,6 @@ impl Password {
         let lower = candidate.to_lowercase();
         if COMMON.contains(&lower.as_str()) {
             return Err(bad("is too common"));
-        }
-        let local = email.local_part();
-        if lower.contains(email.as_str()) || (local.len() >= 4 && lower.contains(local)) {
-            return Err(bad("must not contain your e-mail address"));
         }
         Ok(Self(candidate.to_owned()))
     }

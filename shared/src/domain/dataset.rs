@@ -3,7 +3,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{DatasetId, LinkId, OrgId, ParseError, StorageUrl, Timestamp, TokenHash};
+use std::collections::BTreeSet;
+
+use super::{
+    DatasetId, LinkId, LinkPermission, LinkScope, LinkUsage, OrgId, ParseError, StorageUrl, TeamId,
+    Timestamp, TokenHash, UserId,
+};
 
 /// A dataset's name within its organization: `[A-Za-z0-9._-]{1,100}`, unique per organization.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,7 +60,8 @@ impl From<DatasetName> for String {
 pub enum Visibility {
     /// Everyone, without login, at `/data/{id}/...`.
     Public,
-    /// Only its organization's managers, and holders of a share link.
+    /// Only its owner, its organization's admins and dataset managers, members of its allowed
+    /// teams, the people it is shared with, and holders of a share link.
     #[default]
     Private,
 }
@@ -133,6 +139,14 @@ pub struct Dataset {
     pub visibility: Visibility,
     /// Shown in the public gallery (only meaningful when public).
     pub featured: bool,
+    /// Who registered it (`None` for the installation's admin key).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<UserId>,
+    /// Teams of its organization whose members may read and annotate it.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub allowed_teams: BTreeSet<TeamId>,
     pub zarr_format: ZarrFormat,
     /// OME-Zarr version (`0.4`, `0.5`) when the root carries OME metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +180,7 @@ pub struct DatasetPatch {
     pub description: Option<String>,
     pub visibility: Option<Visibility>,
     pub featured: Option<bool>,
+    pub allowed_teams: Option<BTreeSet<TeamId>>,
 }
 
 impl DatasetPatch {
@@ -182,16 +197,40 @@ impl DatasetPatch {
         if let Some(v) = self.featured {
             d.featured = v;
         }
+        if let Some(v) = &self.allowed_teams {
+            d.allowed_teams.clone_from(v);
+        }
+    }
+}
+
+impl Dataset {
+    /// Whether it is listed in the public gallery.
+    pub fn in_gallery(&self) -> bool {
+        self.visibility == Visibility::Public && self.featured
     }
 }
 
 /// A secret share link to a dataset. The token itself is never stored, only its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShareLink {
     pub id: LinkId,
     pub dataset_id: DatasetId,
+    /// The dataset's organization (links are listed per organization).
+    pub org: OrgId,
     pub token_hash: TokenHash,
     pub label: String,
+    #[serde(default)]
+    pub scope: LinkScope,
+    #[serde(default)]
+    pub permission: LinkPermission,
+    /// Argon2id PHC string when the link needs a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// The view a Neuroglancer state of this link opens at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<crate::neuroglancer::ViewParams>,
+    #[serde(default)]
+    pub usage: LinkUsage,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -200,6 +239,9 @@ pub struct ShareLink {
     pub revoked_at: Option<Timestamp>,
     /// Who made it (a principal's description, e.g. `admin-key`).
     pub created_by: String,
+    /// The account that made it, if any.
+    #[serde(default)]
+    pub created_by_user: Option<UserId>,
     pub version: u64,
 }
 
@@ -247,12 +289,19 @@ mod tests {
         let mut link = ShareLink {
             id: LinkId::generate(),
             dataset_id: DatasetId::generate(),
+            org: crate::domain::OrgId::parse("home-lab").unwrap_or_else(|e| panic!("{e}")),
             token_hash: LinkToken::generate().hash(),
             label: String::new(),
+            scope: LinkScope::Dataset,
+            permission: LinkPermission::View,
+            password_hash: None,
+            view: None,
+            usage: LinkUsage::default(),
             created_at: t,
             expires_at: Some(t + Duration::hours(1)),
             revoked_at: None,
             created_by: "test".into(),
+            created_by_user: None,
             version: 1,
         };
         assert_eq!(link.state_at(t), LinkState::Active);

@@ -103,6 +103,10 @@ random_id!(
     /// An invitation's id (not its secret token): 80 random bits.
     InviteId, "invitation id", 10, 16
 );
+random_id!(
+    /// An annotation's id: 80 random bits.
+    AnnotationId, "annotation id", 10, 16
+);
 
 /// An organization's id: a short slug chosen at creation (`[a-z0-9-]{2,40}`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ mod dataset;
 mod ids;
 mod key;
 mod people;
+mod sharing;
 mod storage_url;
 mod token;
 
@@ -13,9 +14,12 @@ pub use dataset::{
     Dataset, DatasetName, DatasetPatch, Layer, LayerKind, Level, LinkState, NewDataset, ShareLink,
     Visibility, ZarrFormat,
 };
-pub use ids::{DatasetId, InviteId, LinkId, OrgId, TeamId, UserId};
+pub use ids::{AnnotationId, DatasetId, InviteId, LinkId, OrgId, TeamId, UserId};
 pub use key::ObjectKey;
 pub use people::{Invite, InviteState, Organization, Session, Team, User};
+pub use sharing::{
+    AuditAction, AuditEntry, Grant, LinkPermission, LinkScope, LinkUsage, UsageDelta,
+};
 pub use storage_url::StorageUrl;
 pub use token::{LinkToken, TokenHash};
 

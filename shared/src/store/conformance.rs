@@ -14,9 +14,9 @@ use super::catalog::CatalogError;
 use super::directory::CreateError;
 use super::{Catalog, Cond, Directory, DynStore, Index, Item, Key, Query, StoreError, Write};
 use crate::domain::{
-    Dataset, DatasetId, DatasetName, DatasetPatch, Email, Invite, InviteId, LinkId, LinkToken,
-    OrgId, OrgRole, Organization, Session, ShareLink, StorageUrl, Team, TeamId, TeamRole, User,
-    UserId, Visibility, ZarrFormat, now,
+    AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, DatasetPatch, Email, Grant, Invite,
+    InviteId, LinkId, LinkToken, OrgId, OrgRole, Organization, Session, ShareLink, StorageUrl,
+    Team, TeamId, TeamRole, UsageDelta, User, UserId, Visibility, ZarrFormat, now,
 };
 
 fn unique(tag: &str) -> String {
@@ -51,6 +51,10 @@ pub async fn run_all(store: DynStore) {
     racing_versioned_updates_lose_nothing(&store).await;
     catalog_datasets(&store).await;
     catalog_links(&store).await;
+    catalog_link_batches_and_usage(&store).await;
+    catalog_grants(&store).await;
+    catalog_gallery(&store).await;
+    catalog_audit(&store).await;
     directory_orgs_and_users(&store).await;
     directory_teams(&store).await;
     directory_sessions_rotate_once(&store).await;
@@ -462,6 +466,8 @@ fn dataset(org: &OrgId, name: &str) -> Dataset {
         storage: StorageUrl::parse("s3://bucket/x.zarr").unwrap(),
         visibility: Visibility::Private,
         featured: false,
+        owner: None,
+        allowed_teams: Default::default(),
         zarr_format: ZarrFormat::V3,
         ome_version: None,
         layers: vec![],
@@ -479,18 +485,20 @@ async fn catalog_datasets(store: &DynStore) {
     let catalog = Catalog::new(store.clone());
     let org = test_org();
     let a = dataset(&org, "Alpha");
-    catalog.create_dataset(&a).await.unwrap();
+    catalog.create_dataset(&a, "suite").await.unwrap();
     assert_eq!(catalog.dataset(&a.id).await.unwrap(), a);
     // Names are unique per organization, case-insensitively.
-    let clash = catalog.create_dataset(&dataset(&org, "alpha")).await;
+    let clash = catalog
+        .create_dataset(&dataset(&org, "alpha"), "suite")
+        .await;
     assert!(
         matches!(clash, Err(CatalogError::Conflict)),
         "duplicate name: {clash:?}"
     );
     let other_org = dataset(&test_org(), "alpha");
-    catalog.create_dataset(&other_org).await.unwrap();
+    catalog.create_dataset(&other_org, "suite").await.unwrap();
     catalog
-        .create_dataset(&dataset(&org, "beta"))
+        .create_dataset(&dataset(&org, "beta"), "suite")
         .await
         .unwrap();
     let by_name = catalog
@@ -539,6 +547,7 @@ async fn catalog_datasets(store: &DynStore) {
                     ..Default::default()
                 },
                 None,
+                "suite",
             )
             .await
         },
@@ -550,6 +559,7 @@ async fn catalog_datasets(store: &DynStore) {
                     ..Default::default()
                 },
                 None,
+                "suite",
             )
             .await
         },
@@ -569,6 +579,7 @@ async fn catalog_datasets(store: &DynStore) {
                 ..Default::default()
             },
             Some(2),
+            "suite",
         )
         .await;
     assert!(
@@ -581,17 +592,24 @@ async fn catalog_datasets(store: &DynStore) {
 async fn catalog_links(store: &DynStore) {
     let catalog = Catalog::new(store.clone());
     let d = dataset(&test_org(), "linked");
-    catalog.create_dataset(&d).await.unwrap();
+    catalog.create_dataset(&d, "suite").await.unwrap();
     let token = LinkToken::generate();
     let link = ShareLink {
         id: LinkId::generate(),
         dataset_id: d.id.clone(),
+        org: d.org.clone(),
         token_hash: token.hash(),
         label: "reviewer 2".into(),
+        scope: Default::default(),
+        permission: Default::default(),
+        password_hash: None,
+        view: None,
+        usage: Default::default(),
         created_at: now(),
         expires_at: None,
         revoked_at: None,
         created_by: "suite".into(),
+        created_by_user: None,
         version: 1,
     };
     catalog.create_link(&link).await.unwrap();
@@ -624,9 +642,9 @@ async fn catalog_links(store: &DynStore) {
     catalog.create_link(&second).await.unwrap();
     assert_eq!(catalog.links_of(&d.id).await.unwrap().len(), 2);
 
-    let revoked = catalog.revoke_link(&d.id, &link.id).await.unwrap();
+    let revoked = catalog.revoke_link(&d.id, &link.id, "suite").await.unwrap();
     assert!(revoked.revoked_at.is_some());
-    let again = catalog.revoke_link(&d.id, &link.id).await.unwrap();
+    let again = catalog.revoke_link(&d.id, &link.id, "suite").await.unwrap();
     assert_eq!(
         again.revoked_at, revoked.revoked_at,
         "second revoke moved the time"
@@ -950,4 +968,380 @@ async fn directory_invites_accept_once(store: &DynStore) {
         .await
         .unwrap();
     assert_eq!(stored.accepted_by, Some(account.id));
+}
+
+fn new_link(d: &Dataset, label: &str) -> (ShareLink, LinkToken) {
+    let token = LinkToken::generate();
+    let link = ShareLink {
+        id: LinkId::generate(),
+        dataset_id: d.id.clone(),
+        org: d.org.clone(),
+        token_hash: token.hash(),
+        label: label.into(),
+        scope: Default::default(),
+        permission: Default::default(),
+        password_hash: None,
+        view: None,
+        usage: Default::default(),
+        created_at: now(),
+        expires_at: None,
+        revoked_at: None,
+        created_by: "suite".into(),
+        created_by_user: None,
+        version: 1,
+    };
+    (link, token)
+}
+
+/// Batches are all-or-nothing; usage from racing flushes adds up exactly; an organization's
+/// links list newest first.
+async fn catalog_link_batches_and_usage(store: &DynStore) {
+    let catalog = Catalog::new(store.clone());
+    let org = test_org();
+    let (a, b) = (dataset(&org, "batch-a"), dataset(&org, "batch-b"));
+    catalog.create_dataset(&a, "suite").await.unwrap();
+    catalog.create_dataset(&b, "suite").await.unwrap();
+
+    // One missing dataset: nothing of the batch is written.
+    let ghost = dataset(&org, "ghost");
+    let (la, ta) = new_link(&a, "a");
+    let (lg, tg) = new_link(&ghost, "ghost");
+    let failed = catalog.create_links(&[la.clone(), lg]).await;
+    assert!(matches!(failed, Err(CatalogError::NotFound)), "{failed:?}");
+    assert!(
+        catalog.links_of(&a.id).await.unwrap().is_empty(),
+        "half a batch was written"
+    );
+    assert!(matches!(
+        catalog.link_by_token(&ta.hash()).await,
+        Err(CatalogError::NotFound)
+    ));
+    assert!(matches!(
+        catalog.link_by_token(&tg.hash()).await,
+        Err(CatalogError::NotFound)
+    ));
+
+    let (lb, _) = new_link(&b, "b");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (la2, _) = new_link(&a, "a, later");
+    catalog
+        .create_links(&[la.clone(), lb.clone()])
+        .await
+        .unwrap();
+    catalog.create_link(&la2).await.unwrap();
+    assert_eq!(catalog.link_by_token(&ta.hash()).await.unwrap().id, la.id);
+
+    // The organization's links, newest first (index: may lag briefly).
+    let mut labels = Vec::new();
+    for _ in 0..40 {
+        let page = catalog.links_of_org(&org, 10, None).await.unwrap();
+        labels = page
+            .items
+            .iter()
+            .map(|l| l.label.clone())
+            .collect::<Vec<_>>();
+        if labels.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(labels[0], "a, later", "newest first: {labels:?}");
+    let first = catalog.links_of_org(&org, 2, None).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let rest = catalog
+        .links_of_org(&org, 2, first.next.clone())
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1, "paging the organization's links");
+
+    // Eight racing flushes of 10 reads each: every count lands, with one audit entry each.
+    let delta = UsageDelta {
+        views: 1,
+        chunk_reads: 10,
+        bytes: 1000,
+        redirects: 0,
+        first_access: Some(now()),
+        last_access: Some(now()),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (c, d, id, delta) = (catalog.clone(), a.id.clone(), la.id.clone(), delta.clone());
+        tasks.push(tokio::spawn(async move {
+            c.record_usage(&d, &id, &delta).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let used = catalog.link(&a.id, &la.id).await.unwrap();
+    assert_eq!(
+        (used.usage.views, used.usage.chunk_reads, used.usage.bytes),
+        (8, 80, 8000),
+        "racing usage flushes lost counts"
+    );
+    assert!(used.usage.last_access.is_some());
+    let trail = catalog.audit_of(&a.id, 100, None).await.unwrap();
+    let used_entries = trail
+        .items
+        .iter()
+        .filter(|e| e.action == AuditAction::LinkUsed)
+        .count();
+    assert_eq!(used_entries, 8);
+    // Revoking keeps the usage.
+    let revoked = catalog.revoke_link(&a.id, &la.id, "suite").await.unwrap();
+    assert_eq!(revoked.usage.chunk_reads, 80);
+    assert!(matches!(
+        catalog
+            .record_usage(&a.id, &LinkId::generate(), &delta)
+            .await,
+        Err(CatalogError::NotFound)
+    ));
+}
+
+fn grant(d: &Dataset, email: &Email, user: Option<&UserId>) -> Grant {
+    let t = now();
+    Grant {
+        dataset_id: d.id.clone(),
+        email: email.clone(),
+        user: user.cloned(),
+        invite: None,
+        can_modify: false,
+        can_share: false,
+        granted_by: "suite".into(),
+        granted_by_user: None,
+        created_at: t,
+        updated_at: t,
+        version: 1,
+    }
+}
+
+/// Grants: one per address and dataset, versioned changes, lookups both ways, pending grants
+/// bound exactly once.
+async fn catalog_grants(store: &DynStore) {
+    let catalog = Catalog::new(store.clone());
+    let org = test_org();
+    let (a, b) = (dataset(&org, "shared-a"), dataset(&org, "shared-b"));
+    catalog.create_dataset(&a, "suite").await.unwrap();
+    catalog.create_dataset(&b, "suite").await.unwrap();
+    let email = Email::parse(&format!("{}@example.org", DatasetId::generate())).unwrap();
+    let audit = |d: &Dataset| AuditEntry::new(&d.id, "suite", AuditAction::GrantCreated);
+
+    let pending_a = grant(&a, &email, None);
+    catalog
+        .save_grant(&pending_a, None, &audit(&a))
+        .await
+        .unwrap();
+    let twice = catalog.save_grant(&pending_a, None, &audit(&a)).await;
+    assert!(matches!(twice, Err(CatalogError::Conflict)), "{twice:?}");
+    let ghost = dataset(&org, "ghost");
+    let orphan = catalog
+        .save_grant(&grant(&ghost, &email, None), None, &audit(&ghost))
+        .await;
+    assert!(orphan.is_err(), "a grant on a missing dataset was stored");
+
+    let bound_b = grant(&b, &email, Some(&UserId::generate()));
+    catalog
+        .save_grant(&bound_b, None, &audit(&b))
+        .await
+        .unwrap();
+    assert_eq!(catalog.grant(&a.id, &email).await.unwrap(), pending_a);
+    assert_eq!(
+        catalog.grants_of(&a.id).await.unwrap(),
+        vec![pending_a.clone()]
+    );
+
+    let mut found = Vec::new();
+    for _ in 0..40 {
+        found = catalog.grants_for(&email).await.unwrap();
+        if found.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), 2, "grants by address");
+
+    // Binding takes the pending grant only, once.
+    let me = UserId::generate();
+    let bound = catalog.bind_pending_grants(&email, &me).await.unwrap();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].dataset_id, a.id);
+    let now_a = catalog.grant(&a.id, &email).await.unwrap();
+    assert_eq!((now_a.user.as_ref(), now_a.version), (Some(&me), 2));
+    assert_ne!(
+        catalog.grant(&b.id, &email).await.unwrap().user.as_ref(),
+        Some(&me)
+    );
+
+    // A stale change conflicts; a current one lands; delete needs the current version.
+    let mut change = now_a.clone();
+    change.can_modify = true;
+    change.version = 3;
+    let stale = catalog.save_grant(&change, Some(1), &audit(&a)).await;
+    assert!(matches!(stale, Err(CatalogError::Conflict)), "{stale:?}");
+    catalog
+        .save_grant(&change, Some(2), &audit(&a))
+        .await
+        .unwrap();
+    assert!(catalog.grant(&a.id, &email).await.unwrap().can_modify);
+    assert!(matches!(
+        catalog.delete_grant(&now_a, &audit(&a)).await,
+        Err(CatalogError::Conflict)
+    ));
+    catalog.delete_grant(&change, &audit(&a)).await.unwrap();
+    assert!(matches!(
+        catalog.grant(&a.id, &email).await,
+        Err(CatalogError::NotFound)
+    ));
+}
+
+async fn gallery_ids(catalog: &Catalog, ours: &[&DatasetId]) -> Vec<DatasetId> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = catalog.gallery(2, cursor).await.unwrap();
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|e| e.id)
+                .filter(|id| ours.contains(&id)),
+        );
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// The gallery follows visibility, the featured flag and the display name, in the same
+/// transaction as the dataset.
+async fn catalog_gallery(store: &DynStore) {
+    let catalog = Catalog::new(store.clone());
+    let org = test_org();
+    let tag = DatasetId::generate();
+    let mut made = Vec::new();
+    for (name, display, visibility, featured) in [
+        ("g-b", format!("{tag} Beta"), Visibility::Public, true),
+        ("g-a", format!("{tag} Alpha"), Visibility::Public, true),
+        (
+            "g-hidden",
+            format!("{tag} Hidden"),
+            Visibility::Public,
+            false,
+        ),
+        (
+            "g-private",
+            format!("{tag} Private"),
+            Visibility::Private,
+            true,
+        ),
+    ] {
+        let mut d = dataset(&org, name);
+        d.display_name = display;
+        d.visibility = visibility;
+        d.featured = featured;
+        catalog.create_dataset(&d, "suite").await.unwrap();
+        made.push(d);
+    }
+    let ids: Vec<&DatasetId> = made.iter().map(|d| &d.id).collect();
+    let (beta, alpha, hidden, private) = (&made[0].id, &made[1].id, &made[2].id, &made[3].id);
+    assert_eq!(
+        gallery_ids(&catalog, &ids).await,
+        vec![alpha.clone(), beta.clone()],
+        "featured public datasets by display name"
+    );
+    let patch = |p: DatasetPatch| p;
+    catalog
+        .update_dataset(
+            beta,
+            &patch(DatasetPatch {
+                display_name: Some(format!("{tag} Aardvark")),
+                ..Default::default()
+            }),
+            None,
+            "suite",
+        )
+        .await
+        .unwrap();
+    catalog
+        .update_dataset(
+            hidden,
+            &DatasetPatch {
+                featured: Some(true),
+                ..Default::default()
+            },
+            None,
+            "suite",
+        )
+        .await
+        .unwrap();
+    catalog
+        .update_dataset(
+            alpha,
+            &DatasetPatch {
+                visibility: Some(Visibility::Private),
+                ..Default::default()
+            },
+            None,
+            "suite",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        gallery_ids(&catalog, &ids).await,
+        vec![beta.clone(), hidden.clone()],
+        "renamed, newly featured and no longer public"
+    );
+    assert!(!gallery_ids(&catalog, &ids).await.contains(private));
+}
+
+/// Every change leaves its entry, newest first, a page at a time.
+async fn catalog_audit(store: &DynStore) {
+    let catalog = Catalog::new(store.clone());
+    let d = dataset(&test_org(), "audited");
+    catalog.create_dataset(&d, "user:someone").await.unwrap();
+    catalog
+        .update_dataset(
+            &d.id,
+            &DatasetPatch {
+                visibility: Some(Visibility::Public),
+                ..Default::default()
+            },
+            None,
+            "user:someone",
+        )
+        .await
+        .unwrap();
+    let (link, _) = new_link(&d, "r2");
+    catalog.create_link(&link).await.unwrap();
+    catalog
+        .revoke_link(&d.id, &link.id, "user:other")
+        .await
+        .unwrap();
+    // Revoking again changes nothing and writes nothing.
+    catalog
+        .revoke_link(&d.id, &link.id, "user:other")
+        .await
+        .unwrap();
+    let trail = catalog.audit_of(&d.id, 100, None).await.unwrap();
+    let actions: Vec<AuditAction> = trail.items.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::LinkRevoked,
+            AuditAction::LinkCreated,
+            AuditAction::DatasetUpdated,
+            AuditAction::DatasetRegistered,
+        ]
+    );
+    assert_eq!(trail.items[0].actor, "user:other");
+    assert_eq!(trail.items[0].target.as_deref(), Some(link.id.as_str()));
+    assert_eq!(
+        trail.items[2].detail["visibility"],
+        json!({ "from": "private", "to": "public" })
+    );
+    let first = catalog.audit_of(&d.id, 3, None).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    let rest = catalog.audit_of(&d.id, 3, first.next).await.unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].action, AuditAction::DatasetRegistered);
 }

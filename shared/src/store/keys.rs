@@ -5,7 +5,10 @@
 //! | --- | --- | --- | --- | --- |
 //! | dataset | `DS#{id}` | `META` | `ORG#{org}#DATASETS` | `{folded name}` |
 //! | dataset name claim | `ORG#{org}` | `DSNAME#{folded name}` | | |
-//! | share link | `DS#{id}` | `LINK#{link id}` | | |
+//! | share link | `DS#{id}` | `LINK#{link id}` | `ORG#{org}#LINKS` | `{created}#{link id}` |
+//! | per-person grant | `DS#{id}` | `GRANT#{email}` | `GRANTEE#{email}` | `{dataset id}` |
+//! | audit entry | `AUDIT#{dataset id}` | `{at}#{random}` | | |
+//! | gallery entry | `GALLERY` | `{folded display name}#{dataset id}` | | |
 //! | token → link | `TOKEN#{sha256 hex}` | `TOKEN` | | |
 //! | organization | `ORG#{org}` | `META` | | |
 //! | user | `USER#{id}` | `META` | `ORG#{org}#USERS` | `{email}` |
@@ -18,8 +21,14 @@
 
 use super::Key;
 use crate::domain::{
-    DatasetId, DatasetName, Email, InviteId, LinkId, OrgId, TeamId, Timestamp, TokenHash, UserId,
+    Dataset, DatasetId, DatasetName, Email, InviteId, LinkId, OrgId, TeamId, Timestamp, TokenHash,
+    UserId,
 };
+
+/// Sorts by time: nanoseconds since the epoch, zero-padded.
+fn time_key(t: Timestamp) -> String {
+    format!("{:020}", t.unix_timestamp_nanos())
+}
 
 pub fn dataset(id: &DatasetId) -> Key {
     Key::new(format!("DS#{id}"), "META")
@@ -44,6 +53,54 @@ pub fn link(dataset: &DatasetId, link: &LinkId) -> Key {
 /// `(partition, sort-key prefix)` of a dataset's links.
 pub fn links_of(dataset: &DatasetId) -> (String, &'static str) {
     (format!("DS#{dataset}"), "LINK#")
+}
+
+pub fn org_links_partition(org: &OrgId) -> String {
+    format!("ORG#{org}#LINKS")
+}
+
+pub fn link_in_org_index(org: &OrgId, link: &LinkId, created: Timestamp) -> Key {
+    Key::new(
+        org_links_partition(org),
+        format!("{}#{link}", time_key(created)),
+    )
+}
+
+pub fn grant(dataset: &DatasetId, email: &Email) -> Key {
+    Key::new(format!("DS#{dataset}"), format!("GRANT#{email}"))
+}
+
+/// `(partition, sort-key prefix)` of a dataset's grants.
+pub fn grants_of(dataset: &DatasetId) -> (String, &'static str) {
+    (format!("DS#{dataset}"), "GRANT#")
+}
+
+pub fn grantee_partition(email: &Email) -> String {
+    format!("GRANTEE#{email}")
+}
+
+pub fn grant_by_grantee_index(email: &Email, dataset: &DatasetId) -> Key {
+    Key::new(grantee_partition(email), dataset.as_str())
+}
+
+pub fn audit_partition(dataset: &DatasetId) -> String {
+    format!("AUDIT#{dataset}")
+}
+
+/// An audit entry's key; `nonce` keeps entries of the same instant apart.
+pub fn audit(dataset: &DatasetId, at: Timestamp, nonce: &str) -> Key {
+    Key::new(
+        audit_partition(dataset),
+        format!("{}#{nonce}", time_key(at)),
+    )
+}
+
+pub const GALLERY_PARTITION: &str = "GALLERY";
+
+/// Gallery entries sort by display name.
+pub fn gallery(d: &Dataset) -> Key {
+    let name: String = d.display_name.to_lowercase().chars().take(100).collect();
+    Key::new(GALLERY_PARTITION, format!("{name}#{}", d.id))
 }
 
 pub fn token(hash: &TokenHash) -> Key {
@@ -104,7 +161,7 @@ pub fn org_invites_partition(org: &OrgId) -> String {
 pub fn invite_in_org_index(org: &OrgId, id: &InviteId, created: Timestamp) -> Key {
     Key::new(
         org_invites_partition(org),
-        format!("{:020}#{id}", created.unix_timestamp_nanos()),
+        format!("{}#{id}", time_key(created)),
     )
 }
 
@@ -125,5 +182,11 @@ mod tests {
         assert!(link(&ds, &l).sk.starts_with(prefix));
         assert_eq!(dataset(&ds).pk, pk);
         assert!(!dataset(&ds).sk.starts_with(prefix));
+        let email = Email::parse("a@b.org").unwrap_or_else(|e| panic!("{e}"));
+        let (gpk, gprefix) = grants_of(&ds);
+        assert_eq!(grant(&ds, &email).pk, gpk);
+        assert!(grant(&ds, &email).sk.starts_with(gprefix));
+        assert!(!link(&ds, &l).sk.starts_with(gprefix));
+        assert_ne!(audit_partition(&ds), pk);
     }
 }
