@@ -23,6 +23,11 @@ locals {
         "OPTIONS /s/{proxy+}",
         "GET /ng/{proxy+}",
         "OPTIONS /ng/{proxy+}",
+        "GET /u/{proxy+}",
+        "HEAD /u/{proxy+}",
+        "OPTIONS /u/{proxy+}",
+        "GET /files/{proxy+}",
+        "OPTIONS /files/{proxy+}",
       ]
       memory_mb   = 1024
       timeout_s   = 30

@@ -219,6 +219,53 @@ impl Location {
         Ok(self.store.get_opts(&self.path(key), options).await?)
     }
 
+    /// Up to `limit` objects (key below the root, size) at or below `prefix`, in key order,
+    /// after the key `after`.
+    pub async fn list(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&ObjectKey>,
+        limit: usize,
+    ) -> Result<Vec<(ObjectKey, u64)>, ObjectsError> {
+        use futures::TryStreamExt;
+        let dir = match prefix.filter(|p| !p.is_empty()) {
+            Some(p) => self.path(&ObjectKey::parse(p).map_err(|_| ObjectsError::NotFound)?),
+            None => Path::from(self.root.as_str()),
+        };
+        let dir = (!dir.as_ref().is_empty()).then_some(dir);
+        let mut stream = match after {
+            Some(a) => self.store.list_with_offset(dir.as_ref(), &self.path(a)),
+            None => self.store.list(dir.as_ref()),
+        };
+        // S3 lists in key order, so a page is its first `limit` keys; a file system lists in
+        // no particular order, so everything is read and sorted.
+        let ordered = matches!(self.signer, LocationSigner::S3(_));
+        let strip = if self.root.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.root)
+        };
+        let mut out = Vec::new();
+        while let Some(meta) = stream.try_next().await? {
+            let full = meta.location.as_ref();
+            let Some(key) = full
+                .strip_prefix(strip.as_str())
+                .and_then(|k| ObjectKey::parse(k).ok())
+            else {
+                continue;
+            };
+            out.push((key, meta.size));
+            if ordered && out.len() >= limit {
+                break;
+            }
+        }
+        if !ordered {
+            out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
     /// A URL that lets anyone GET this one object until `ttl` has passed. For local storage it
     /// is a path-absolute URL on this server (`/_blob/...`).
     pub async fn presign_get(

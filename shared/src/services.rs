@@ -9,7 +9,7 @@ use moka::sync::Cache;
 use crate::ApiError;
 use crate::auth::Authenticator;
 use crate::config::{Config, MetadataBackend};
-use crate::domain::{Dataset, DatasetId, ShareLink, TokenHash};
+use crate::domain::{Dataset, DatasetId, Email, Grant, ShareLink, TokenHash, User, UserId};
 use crate::mail::{Mailer, OutboxMailer, SesMailer};
 use crate::objects::{Location, Objects, ObjectsError, S3Settings};
 use crate::store::catalog::CatalogError;
@@ -31,6 +31,10 @@ pub struct ResolvedDataset {
 pub struct AccessCache {
     datasets: Cache<DatasetId, Option<Arc<ResolvedDataset>>>,
     links: Cache<TokenHash, Option<Arc<ShareLink>>>,
+    /// Accounts behind personal viewer URLs (role, teams, active).
+    users: Cache<UserId, Option<Arc<User>>>,
+    /// A person's grant on a dataset, by address.
+    grants: Cache<(DatasetId, Email), Option<Arc<Grant>>>,
 }
 
 impl AccessCache {
@@ -41,6 +45,14 @@ impl AccessCache {
                 .time_to_live(ttl)
                 .build(),
             links: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            users: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            grants: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
@@ -233,6 +245,51 @@ impl Services {
         };
         self.cache.links.insert(*hash, link.clone());
         Ok(link)
+    }
+
+    /// The account behind a personal viewer URL, from this instance's cache when fresh.
+    pub async fn resolve_user(&self, id: &UserId) -> Result<Option<Arc<User>>, ApiError> {
+        if let Some(hit) = self.cache.users.get(id) {
+            return Ok(hit);
+        }
+        let user = match self.directory.user(id).await {
+            Ok(u) => Some(Arc::new(u)),
+            Err(CatalogError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        self.cache.users.insert(id.clone(), user.clone());
+        Ok(user)
+    }
+
+    /// A person's grant on a dataset, from this instance's cache when fresh.
+    pub async fn resolve_grant(
+        &self,
+        dataset: &DatasetId,
+        email: &Email,
+    ) -> Result<Option<Arc<Grant>>, ApiError> {
+        let key = (dataset.clone(), email.clone());
+        if let Some(hit) = self.cache.grants.get(&key) {
+            return Ok(hit);
+        }
+        let grant = match self.catalog.grant(dataset, email).await {
+            Ok(g) => Some(Arc::new(g)),
+            Err(CatalogError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        self.cache.grants.insert(key, grant.clone());
+        Ok(grant)
+    }
+
+    /// Forgets an account here (after it was deactivated or its roles changed in this process).
+    pub fn forget_user(&self, id: &UserId) {
+        self.cache.users.invalidate(id);
+    }
+
+    /// Forgets a person's grant here (after it changed in this process).
+    pub fn forget_grant(&self, dataset: &DatasetId, email: &Email) {
+        self.cache
+            .grants
+            .invalidate(&(dataset.clone(), email.clone()));
     }
 
     /// Called after a change in this process, so that it takes effect here at once.

@@ -141,6 +141,8 @@ run "every_function_is_wired" {
       "GET /data/{proxy+}", "HEAD /data/{proxy+}", "OPTIONS /data/{proxy+}",
       "GET /s/{proxy+}", "HEAD /s/{proxy+}", "OPTIONS /s/{proxy+}",
       "GET /ng/{proxy+}", "OPTIONS /ng/{proxy+}",
+      "GET /u/{proxy+}", "HEAD /u/{proxy+}", "OPTIONS /u/{proxy+}",
+      "GET /files/{proxy+}", "OPTIONS /files/{proxy+}",
       "ANY /api/datasets", "ANY /api/datasets/{proxy+}", "GET /api/openapi.json",
       "ANY /api/links", "ANY /api/links/{proxy+}", "ANY /api/gallery", "ANY /api/qr",
       "ANY /api/organizations", "ANY /api/auth/{proxy+}", "ANY /api/me", "ANY /api/users", "ANY /api/users/{proxy+}",
@@ -160,7 +162,7 @@ run "every_function_is_wired" {
   assert {
     condition = alltrue([
       for rk in keys(aws_apigatewayv2_route.fn) : local.routes[rk].function == (
-        length(regexall("^[A-Z]+ /(data|s|ng)/", rk)) > 0 ? "chunks" :
+        length(regexall("^[A-Z]+ /(data|s|ng|u|files)/", rk)) > 0 ? "chunks" :
         length(regexall("^[A-Z]+ /api/(datasets|openapi|links|gallery|qr)", rk)) > 0 ? "datasets" : "accounts"
       )
     ])

@@ -725,6 +725,7 @@ async fn activate(
             Ok(())
         })
         .await?;
+    s.services.forget_user(&id);
     Ok(ApiJson(updated.into()))
 }
 
@@ -750,6 +751,7 @@ async fn deactivate(
             Ok(())
         })
         .await?;
+    s.services.forget_user(&id);
     Ok(ApiJson(updated.into()))
 }
 
@@ -805,6 +807,7 @@ async fn bulk_edit(
                 Ok(())
             })
             .await?;
+        s.services.forget_user(id);
         out.push(updated.into());
     }
     Ok(ApiJson(out))
@@ -859,6 +862,7 @@ async fn edit_experience(
                 Ok(())
             })
             .await?;
+        s.services.forget_user(id);
         out.push(updated.into());
     }
     Ok(ApiJson(out))

@@ -19,15 +19,19 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStoreExt};
-use serde::Deserialize;
-use shared::access::{Action, Actor, DatasetFacts, LinkFacts, Resource, require};
+use serde::{Deserialize, Serialize};
+use shared::access::{
+    Action, Actor, DatasetFacts, GrantFacts, LinkFacts, MemberFacts, Resource, require,
+};
 use shared::config::Delivery;
-use shared::domain::{DatasetId, LinkToken, ObjectKey, now};
+use shared::domain::{DatasetId, LinkToken, ObjectKey, ShareLink, User, now};
+use shared::error::ApiQuery;
 use shared::neuroglancer::ViewParams;
 use shared::objects::{BLOB_ROUTE_PREFIX, ObjectsError};
 use shared::services::ResolvedDataset;
 use shared::usage::Use;
 use shared::{ApiError, Services};
+use utoipa::ToSchema;
 
 /// Bodies up to this size are read in one go; larger ones stream.
 const READ_WHOLE_LIMIT: u64 = 8 * 1024 * 1024;
@@ -53,7 +57,7 @@ impl Caching {
 /// The chunk routes' part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(public_read, link_read, public_state, link_state), tags((name = "chunks", description = "What viewers read: metadata documents, chunks and view states")))]
+    #[openapi(paths(public_read, link_read, personal_read, public_state, link_state, personal_state, public_files, link_files, personal_files), tags((name = "chunks", description = "What viewers read: metadata documents, chunks and view states")))]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
 }
@@ -71,9 +75,17 @@ pub fn routes(services: Arc<Services>) -> Router {
     Router::new()
         .route("/data/{dataset}/{*key}", get(public_read).head(public_read))
         .route("/s/{token}/{*key}", get(link_read).head(link_read))
+        .route(
+            "/u/{capability}/{*key}",
+            get(personal_read).head(personal_read),
+        )
         .route("/_blob/{*path}", get(blob_read).head(blob_read))
         .route("/ng/data/{file}", get(public_state))
         .route("/ng/s/{file}", get(link_state))
+        .route("/ng/u/{file}", get(personal_state))
+        .route("/files/data/{segment}", get(public_files))
+        .route("/files/s/{segment}", get(link_files))
+        .route("/files/u/{segment}", get(personal_files))
         .method_not_allowed_fallback(shared::error::wrong_method)
         .with_state(services)
 }
@@ -91,6 +103,135 @@ fn parse_key(raw: &str) -> Result<ObjectKey, ApiError> {
         ));
     }
     Ok(ObjectKey::parse_raw(raw)?)
+}
+
+/// How a reader reached the dataset: the three capability kinds of the URL contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// `/data/{dataset_id}`: a public dataset.
+    Public,
+    /// `/s/{token}` or `/s/{token}.{unlock}`: a share link.
+    Link,
+    /// `/u/{dataset}.{user}.{exp}.{sig}`: a signed-in person's own viewer URL.
+    Personal,
+}
+
+impl Via {
+    fn prefix(self) -> &'static str {
+        match self {
+            Via::Public => "data",
+            Via::Link => "s",
+            Via::Personal => "u",
+        }
+    }
+}
+
+/// Who reads which dataset, as resolved from the URL's first segment (from this instance's
+/// caches in steady state: no database call).
+struct Reader {
+    actor: Actor,
+    dataset: Arc<ResolvedDataset>,
+    /// The caller's grant facts (personal URLs only).
+    grant: Option<GrantFacts>,
+    /// The link read through, for usage counting.
+    link: Option<Arc<ShareLink>>,
+    caching: Caching,
+}
+
+impl Reader {
+    fn facts(&self) -> DatasetFacts<'_> {
+        DatasetFacts::of(&self.dataset.dataset, self.grant)
+    }
+
+    fn require(&self, action: Action, key: Option<&str>) -> Result<(), ApiError> {
+        let resource = match key {
+            Some(key) => Resource::Object {
+                dataset: self.facts(),
+                key,
+            },
+            None => Resource::Dataset(self.facts()),
+        };
+        require(&self.actor, action, resource)
+    }
+
+    /// Where keys start for this reader (a sub-path link's directory, else the root).
+    fn root(&self) -> &str {
+        self.link.as_ref().map_or("", |l| l.scope.root())
+    }
+}
+
+async fn resolve(services: &Services, via: Via, segment: &str) -> Result<Reader, ApiError> {
+    match via {
+        Via::Public => {
+            let no_dataset = || ApiError::NotFound("no such dataset".into());
+            let id = DatasetId::parse(segment).map_err(|_| no_dataset())?;
+            let dataset = services
+                .resolve_dataset(&id)
+                .await?
+                .ok_or_else(no_dataset)?;
+            Ok(Reader {
+                actor: Actor::Anonymous,
+                dataset,
+                grant: None,
+                link: None,
+                caching: Caching::Public,
+            })
+        }
+        Via::Link => {
+            let no_link = || ApiError::NotFound("no such share link".into());
+            let (token, unlock) = match segment.split_once('.') {
+                Some((token, unlock)) => (token, Some(unlock)),
+                None => (segment, None),
+            };
+            let hash = LinkToken::parse(token).map_err(|_| no_link())?.hash();
+            let link = services.resolve_link(&hash).await?.ok_or_else(no_link)?;
+            let unlocked = link.password_hash.is_some()
+                && unlock.is_some_and(|u| services.signer.verify_unlock(&hash, u, now()));
+            let dataset = services
+                .resolve_dataset(&link.dataset_id)
+                .await?
+                .ok_or_else(no_link)?;
+            Ok(Reader {
+                actor: Actor::LinkHolder(LinkFacts::of(&link, unlocked)),
+                dataset,
+                grant: None,
+                link: Some(link),
+                caching: Caching::Private,
+            })
+        }
+        Via::Personal => {
+            let expired = || {
+                ApiError::Forbidden(
+                    "this viewer URL is invalid or has expired: ask for a new one at /api/datasets/{id}/viewer"
+                        .into(),
+                )
+            };
+            let (dataset_id, user_id) = services
+                .signer
+                .verify_personal(segment, now())
+                .ok_or_else(expired)?;
+            let user = services.resolve_user(&user_id).await?.ok_or_else(expired)?;
+            let dataset = services
+                .resolve_dataset(&dataset_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
+            let grant = services
+                .resolve_grant(&dataset_id, &user.email)
+                .await?
+                .filter(|g| g.user.as_ref() == Some(&user.id))
+                .map(|g| GrantFacts {
+                    can_modify: g.can_modify,
+                    can_share: g.can_share,
+                });
+            Ok(Reader {
+                actor: Actor::User(MemberFacts::from(User::clone(&user))),
+                dataset,
+                grant,
+                link: None,
+                caching: Caching::Private,
+            })
+        }
+    }
 }
 
 /// Read a metadata document or chunk of a public dataset.
@@ -119,39 +260,25 @@ async fn public_read(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (id, raw_key) = split_raw_path(&uri, "/data/")
-        .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
-    let id = DatasetId::parse(id).map_err(|_| ApiError::NotFound("no such dataset".into()))?;
-    let key = parse_key(raw_key)?;
-    let resolved = services
-        .resolve_dataset(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
-    authorize(&Actor::Anonymous, &resolved, &key)?;
-    serve(
-        &services,
-        &resolved,
-        &key,
-        &method,
-        &headers,
-        Caching::Public,
-    )
-    .await
+    read(&services, Via::Public, method, uri, headers).await
 }
 
-/// Read a metadata document or chunk through a share link; the token is the capability.
+/// Read a metadata document or chunk through a share link; the token is the capability. A
+/// password-protected link is read as `/s/{token}.{unlock}/{key}` after `POST /api/links/unlock`.
 #[utoipa::path(
     get,
     path = "/s/{token}/{key}",
     tag = "chunks",
     params(
-        ("token" = String, Path, description = "The share link's secret token"),
+        ("token" = String, Path, description = "The share link's secret token (with its unlock, for a password-protected link)"),
         ("key" = String, Path, description = "Key below the dataset root; may contain '/'"),
         ("Range" = Option<String>, Header, description = "One byte range"),
     ),
     responses(
         (status = 200, description = "The whole object", content_type = "application/octet-stream"),
         (status = 206, description = "The requested byte range"),
+        (status = 401, description = "The link needs its password", body = shared::error::Problem),
+        (status = 403, description = "The key is outside the link's scope", body = shared::error::Problem),
         (status = 404, description = "No such link or key", body = shared::error::Problem),
         (status = 410, description = "The link was revoked or has expired", body = shared::error::Problem),
         (status = 416, description = "The range starts past the end", body = shared::error::Problem),
@@ -163,56 +290,90 @@ async fn link_read(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let no_link = || ApiError::NotFound("no such share link".into());
-    let (segment, raw_key) = split_raw_path(&uri, "/s/").ok_or_else(no_link)?;
+    read(&services, Via::Link, method, uri, headers).await
+}
+
+/// Read a metadata document or chunk with a signed-in person's own viewer URL (from
+/// `GET /api/datasets/{id}/viewer`): team members and people a dataset is shared with open it
+/// in any viewer without a login there. Their access is re-checked within the cache bound.
+#[utoipa::path(
+    get,
+    path = "/u/{capability}/{key}",
+    tag = "chunks",
+    params(
+        ("capability" = String, Path, description = "The personal viewer capability"),
+        ("key" = String, Path, description = "Key below the dataset root; may contain '/'"),
+        ("Range" = Option<String>, Header, description = "One byte range"),
+    ),
+    responses(
+        (status = 200, description = "The whole object", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested byte range"),
+        (status = 403, description = "The URL is invalid or expired, or access was withdrawn", body = shared::error::Problem),
+        (status = 404, description = "No such key", body = shared::error::Problem),
+    )
+)]
+async fn personal_read(
+    State(services): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read(&services, Via::Personal, method, uri, headers).await
+}
+
+async fn read(
+    services: &Services,
+    via: Via,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (segment, raw_key) = split_raw_path(&uri, &format!("/{}/", via.prefix()))
+        .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
     let key = parse_key(raw_key)?;
-    let (link, actor) = resolve_segment(&services, segment).await?;
-    let resolved = services
-        .resolve_dataset(&link.dataset_id)
-        .await?
-        .ok_or_else(no_link)?;
-    authorize(&actor, &resolved, &key)?;
+    let reader = resolve(services, via, segment).await?;
+    reader.require(Action::ReadData, Some(key.as_str()))?;
     let response = serve(
-        &services,
-        &resolved,
+        services,
+        &reader.dataset,
         &key,
         &method,
         &headers,
-        Caching::Private,
+        reader.caching,
     )
     .await?;
-    let status = response.status();
-    if status.is_success() || (status.is_redirection() && status != StatusCode::NOT_MODIFIED) {
-        let what = if status.is_redirection() {
-            Use::Redirect
-        } else if key.is_metadata() && parent(key.as_str()) == link.scope.root() {
-            Use::View
-        } else {
-            Use::Read
-        };
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .filter(|_| method == Method::GET)
-            .unwrap_or(0);
-        services.record_use(&link, what, bytes);
+    if let Some(link) = &reader.link {
+        count(services, link, &key, &method, &response);
     }
     Ok(response)
+}
+
+/// Counts a successful read through a link (in memory; flushed in the background).
+fn count(services: &Services, link: &ShareLink, key: &ObjectKey, method: &Method, r: &Response) {
+    let status = r.status();
+    if !(status.is_success() || status == StatusCode::TEMPORARY_REDIRECT) {
+        return;
+    }
+    let what = if status.is_redirection() {
+        Use::Redirect
+    } else if key.is_metadata() && parent(key.as_str()) == link.scope.root() {
+        Use::View
+    } else {
+        Use::Read
+    };
+    let bytes = r
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .filter(|_| method == Method::GET)
+        .unwrap_or(0);
+    services.record_use(link, what, bytes);
 }
 
 /// The directory part of a key (`""` at the root).
 fn parent(key: &str) -> &str {
     key.rsplit_once('/').map_or("", |(dir, _)| dir)
-}
-
-fn authorize(actor: &Actor, resolved: &ResolvedDataset, key: &ObjectKey) -> Result<(), ApiError> {
-    let resource = Resource::Object {
-        dataset: DatasetFacts::of(&resolved.dataset, None),
-        key: key.as_str(),
-    };
-    require(actor, Action::ReadData, resource)
 }
 
 /// Where a view state looks, from the query (overrides what the link stores).
@@ -262,27 +423,33 @@ fn absolute(services: &Services, headers: &HeaderMap, path: &str) -> String {
     }
 }
 
-fn state_response(
-    dataset: &shared::domain::Dataset,
-    data_root: &str,
-    scope: &str,
-    view: &ViewParams,
-    caching: Caching,
+async fn view_state(
+    services: &Services,
+    via: Via,
+    file: &str,
+    headers: &HeaderMap,
+    q: ViewQuery,
 ) -> Result<Response, ApiError> {
-    let state = shared::neuroglancer::state(
-        dataset,
-        data_root,
-        Some(scope).filter(|s| !s.is_empty()),
-        view,
-    )
-    .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let segment = file
+        .strip_suffix(".json")
+        .ok_or_else(|| ApiError::NotFound("view states end in .json".into()))?;
+    let reader = resolve(services, via, segment).await?;
+    reader.require(Action::ViewDataset, None)?;
+    let root = absolute(services, headers, &format!("/{}/{segment}/", via.prefix()));
+    let scope = Some(reader.root()).filter(|s| !s.is_empty());
+    let view = q.over(reader.link.as_ref().and_then(|l| l.view.as_ref()))?;
+    let state = shared::neuroglancer::state(&reader.dataset.dataset, &root, scope, &view)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if let Some(link) = &reader.link {
+        services.record_use(link, Use::View, 0);
+    }
     Ok((
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (header::CACHE_CONTROL, caching.header()),
+            (header::CACHE_CONTROL, reader.caching.header()),
         ],
         state.to_string(),
     )
@@ -303,23 +470,9 @@ async fn public_state(
     State(services): State<Arc<Services>>,
     Path(file): Path<String>,
     headers: HeaderMap,
-    shared::error::ApiQuery(q): shared::error::ApiQuery<ViewQuery>,
+    ApiQuery(q): ApiQuery<ViewQuery>,
 ) -> Result<Response, ApiError> {
-    let no_dataset = || ApiError::NotFound("no such dataset".into());
-    let id = file.strip_suffix(".json").ok_or_else(no_dataset)?;
-    let id = DatasetId::parse(id).map_err(|_| no_dataset())?;
-    let resolved = services
-        .resolve_dataset(&id)
-        .await?
-        .ok_or_else(no_dataset)?;
-    let d = &resolved.dataset;
-    require(
-        &Actor::Anonymous,
-        Action::ViewDataset,
-        Resource::Dataset(DatasetFacts::of(d, None)),
-    )?;
-    let root = absolute(&services, &headers, &format!("/data/{id}/"));
-    state_response(d, &root, "", &q.over(None)?, Caching::Public)
+    view_state(&services, Via::Public, &file, &headers, q).await
 }
 
 /// The Neuroglancer view state of a share link: its data sources carry the link, so the
@@ -338,48 +491,159 @@ async fn link_state(
     State(services): State<Arc<Services>>,
     Path(file): Path<String>,
     headers: HeaderMap,
-    shared::error::ApiQuery(q): shared::error::ApiQuery<ViewQuery>,
+    ApiQuery(q): ApiQuery<ViewQuery>,
 ) -> Result<Response, ApiError> {
-    let no_link = || ApiError::NotFound("no such share link".into());
-    let segment = file.strip_suffix(".json").ok_or_else(no_link)?;
-    let (link, actor) = resolve_segment(&services, segment).await?;
-    let resolved = services
-        .resolve_dataset(&link.dataset_id)
-        .await?
-        .ok_or_else(no_link)?;
-    require(
-        &actor,
-        Action::ViewDataset,
-        Resource::Dataset(DatasetFacts::of(&resolved.dataset, None)),
-    )?;
-    let root = absolute(&services, &headers, &format!("/s/{segment}/"));
-    let response = state_response(
-        &resolved.dataset,
-        &root,
-        link.scope.root(),
-        &q.over(link.view.as_ref())?,
-        Caching::Private,
-    )?;
-    services.record_use(&link, Use::View, 0);
-    Ok(response)
+    view_state(&services, Via::Link, &file, &headers, q).await
 }
 
-/// A link path segment (`{token}` or `{token}.{unlock}`) resolved to its link and holder.
-async fn resolve_segment(
+/// The Neuroglancer view state behind a personal viewer URL.
+#[utoipa::path(
+    get, path = "/ng/u/{capability}.json", tag = "chunks",
+    params(("capability" = String, Path), ViewQuery),
+    responses(
+        (status = 200, description = "The view state", content_type = "application/json"),
+        (status = 403, description = "Invalid or expired, or access was withdrawn", body = shared::error::Problem),
+    )
+)]
+async fn personal_state(
+    State(services): State<Arc<Services>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ViewQuery>,
+) -> Result<Response, ApiError> {
+    view_state(&services, Via::Personal, &file, &headers, q).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    /// Only keys below this directory (default: the link's scope, or the dataset root).
+    pub prefix: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–1000, default 1000.
+    pub limit: Option<usize>,
+}
+
+/// One object of a download manifest.
+#[derive(Serialize, ToSchema)]
+pub struct FileEntry {
+    /// The key below the dataset root.
+    pub key: String,
+    pub size: u64,
+    /// Where to fetch it (through this function, with the same capability).
+    pub url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FileManifest {
+    /// In key order.
+    pub files: Vec<FileEntry>,
+    pub next_cursor: Option<String>,
+}
+
+async fn manifest(
     services: &Services,
+    via: Via,
     segment: &str,
-) -> Result<(Arc<shared::domain::ShareLink>, Actor), ApiError> {
-    let no_link = || ApiError::NotFound("no such share link".into());
-    let (token, unlock) = match segment.split_once('.') {
-        Some((token, unlock)) => (token, Some(unlock)),
-        None => (segment, None),
+    headers: &HeaderMap,
+    q: FilesQuery,
+) -> Result<Response, ApiError> {
+    let reader = resolve(services, via, segment).await?;
+    let prefix = match q.prefix.as_deref().map(|p| p.trim_matches('/')) {
+        Some("") | None => reader.root().to_owned(),
+        Some(p) => ObjectKey::parse(p)?.as_str().to_owned(),
     };
-    let hash = LinkToken::parse(token).map_err(|_| no_link())?.hash();
-    let link = services.resolve_link(&hash).await?.ok_or_else(no_link)?;
-    let unlocked = link.password_hash.is_some()
-        && unlock.is_some_and(|u| services.signer.verify_unlock(&hash, u, now()));
-    let actor = Actor::LinkHolder(LinkFacts::of(&link, unlocked));
-    Ok((link, actor))
+    reader.require(Action::Download, Some(&prefix))?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let after = match q.cursor {
+        Some(c) => {
+            Some(ObjectKey::parse(&c).map_err(|_| ApiError::BadRequest("invalid cursor".into()))?)
+        }
+        None => None,
+    };
+    let location = &reader.dataset.location;
+    let mut files = location
+        .list(Some(&prefix), after.as_ref(), limit + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let next_cursor = (files.len() > limit).then(|| {
+        files.truncate(limit);
+        files.last().map(|(k, _)| k.as_str().to_owned())
+    });
+    let base = absolute(services, headers, &format!("/{}/{segment}/", via.prefix()));
+    let files = files
+        .into_iter()
+        .map(|(key, size)| FileEntry {
+            url: format!("{base}{}", key.as_str()),
+            key: key.as_str().to_owned(),
+            size,
+        })
+        .collect();
+    Ok((
+        [(header::CACHE_CONTROL, reader.caching.header())],
+        axum::Json(FileManifest {
+            files,
+            next_cursor: next_cursor.flatten(),
+        }),
+    )
+        .into_response())
+}
+
+/// The download manifest of a public dataset: every object with its size and URL, to mirror
+/// the data in bulk.
+#[utoipa::path(
+    get, path = "/files/data/{dataset_id}", tag = "chunks",
+    params(("dataset_id" = String, Path), FilesQuery),
+    responses((status = 200, body = FileManifest), (status = 404, body = shared::error::Problem))
+)]
+async fn public_files(
+    State(services): State<Arc<Services>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<FilesQuery>,
+) -> Result<Response, ApiError> {
+    manifest(&services, Via::Public, &segment, &headers, q).await
+}
+
+/// The download manifest through a share link with `download` (or `annotate`) permission;
+/// a `view` link is 403. Only keys inside the link's scope are listed.
+#[utoipa::path(
+    get, path = "/files/s/{token}", tag = "chunks",
+    params(("token" = String, Path), FilesQuery),
+    responses(
+        (status = 200, body = FileManifest),
+        (status = 403, description = "The link does not allow downloads here", body = shared::error::Problem),
+        (status = 410, body = shared::error::Problem),
+    )
+)]
+async fn link_files(
+    State(services): State<Arc<Services>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<FilesQuery>,
+) -> Result<Response, ApiError> {
+    manifest(&services, Via::Link, &segment, &headers, q).await
+}
+
+/// The download manifest behind a personal viewer URL.
+#[utoipa::path(
+    get, path = "/files/u/{capability}", tag = "chunks",
+    params(("capability" = String, Path), FilesQuery),
+    responses((status = 200, body = FileManifest), (status = 403, body = shared::error::Problem))
+)]
+async fn personal_files(
+    State(services): State<Arc<Services>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<FilesQuery>,
+) -> Result<Response, ApiError> {
+    manifest(&services, Via::Personal, &segment, &headers, q).await
 }
 
 #[derive(Deserialize)]

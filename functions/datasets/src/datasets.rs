@@ -374,3 +374,61 @@ pub(crate) async fn audit(
         next_cursor: listing.next.map(|c| c.0),
     }))
 }
+
+/// A signed-in person's own URLs to a dataset, for viewers that cannot log in.
+#[derive(Serialize, ToSchema)]
+pub struct ViewerUrls {
+    /// The dataset root for any Zarr reader (`/u/{capability}/`).
+    pub url: String,
+    /// A Neuroglancer view of it.
+    pub neuroglancer_url: String,
+    /// The Neuroglancer state as JSON, with CORS.
+    pub state_url: String,
+    /// The download manifest (when the caller may download).
+    pub files_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// Your own viewer URLs for a dataset you can see (as a team member, a person it is shared
+/// with, its owner or a manager): open it in Neuroglancer or zarr-python without a login
+/// there. They are personal — they act as you, stop working when your access ends (within the
+/// cache bound, ≤ 60 s) and expire after `ZARRSHARE_UNLOCK_TTL_SECS` (default 12 h). To share
+/// with others, make a share link.
+#[utoipa::path(
+    get, path = "/api/datasets/{id}/viewer", tag = "datasets", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ViewerUrls), (status = 404, body = Problem), (status = 422, body = Problem))
+)]
+pub(crate) async fn viewer(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ViewerUrls>, ApiError> {
+    let services = &s.services;
+    let subject = Subject::load(services, &actor, &id).await?;
+    subject.require(&actor, Action::ViewDataset)?;
+    let Some(user) = actor.user_id() else {
+        return Err(ApiError::Unprocessable(
+            "personal viewer URLs are for signed-in people; the admin key can make a share link"
+                .into(),
+        ));
+    };
+    let ttl = time::Duration::try_from(services.config.unlock_ttl).unwrap_or(time::Duration::HOUR);
+    let expires_at = now() + ttl;
+    let capability = services
+        .signer
+        .personal(&subject.dataset.id, user, expires_at);
+    let state_url = services.public_url(&format!("/ng/u/{capability}.json"));
+    Ok(ApiJson(ViewerUrls {
+        url: services.public_url(&format!("/u/{capability}/")),
+        neuroglancer_url: shared::neuroglancer::viewer_url_for_state_url(
+            &services.config.neuroglancer_url,
+            &state_url,
+        ),
+        state_url,
+        files_url: services.public_url(&format!("/files/u/{capability}")),
+        expires_at,
+    }))
+}

@@ -78,6 +78,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         )
         .route("/api/datasets/{id}/thumbnail.png", get(gallery::thumbnail))
         .route("/api/datasets/{id}/audit", get(datasets::audit))
+        .route("/api/datasets/{id}/viewer", get(datasets::viewer))
         .route(
             "/api/datasets/{id}/links",
             get(links::list_links).post(links::create_link),
@@ -113,7 +114,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     #[openapi(
         paths(
             datasets::register_dataset, datasets::list_datasets, datasets::get_dataset,
-            datasets::update_dataset, datasets::audit, gallery::thumbnail, gallery::gallery,
+            datasets::update_dataset, datasets::audit, datasets::viewer, gallery::thumbnail, gallery::gallery,
             links::create_link, links::list_links, links::revoke_link, links::links_page,
             links::create_batch, links::unlock, links::qr_code,
             shares::share, shares::list_access, shares::change_share, shares::revoke_share,

@@ -115,13 +115,16 @@ pub struct CreatedLink {
     pub neuroglancer_url: String,
     /// The Neuroglancer state as JSON, at a stable URL with CORS.
     pub state_url: String,
+    /// The download manifest (links with `download` or `annotate` permission).
+    pub files_url: String,
     /// QR codes of `url` (from `/api/qr`, which makes one for any link of this service).
     pub qr_svg: String,
     pub qr_png: String,
 }
 
-/// The path segment readers put after `/s/`: the token, plus an unlock if any.
-fn link_urls(services: &Services, link: &ShareLink, segment: &str) -> (String, String, String) {
+/// The URLs of a link (reader root, state, viewer, files) for the path segment readers put
+/// after `/s/`: the token, plus an unlock if any.
+fn link_urls(services: &Services, link: &ShareLink, segment: &str) -> LinkUrls {
     let root = link.scope.root();
     let url = if root.is_empty() {
         services.public_url(&format!("/s/{segment}/"))
@@ -129,23 +132,35 @@ fn link_urls(services: &Services, link: &ShareLink, segment: &str) -> (String, S
         services.public_url(&format!("/s/{segment}/{root}/"))
     };
     let state_url = services.public_url(&format!("/ng/s/{segment}.json"));
-    let viewer = shared::neuroglancer::viewer_url_for_state_url(
-        &services.config.neuroglancer_url,
-        &state_url,
-    );
-    (url, state_url, viewer)
+    LinkUrls {
+        neuroglancer_url: shared::neuroglancer::viewer_url_for_state_url(
+            &services.config.neuroglancer_url,
+            &state_url,
+        ),
+        files_url: services.public_url(&format!("/files/s/{segment}")),
+        url,
+        state_url,
+    }
+}
+
+struct LinkUrls {
+    url: String,
+    state_url: String,
+    neuroglancer_url: String,
+    files_url: String,
 }
 
 fn created(services: &Services, link: &ShareLink, token: &LinkToken) -> CreatedLink {
-    let (url, state_url, neuroglancer_url) = link_urls(services, link, token.expose());
+    let urls = link_urls(services, link, token.expose());
     CreatedLink {
         link: LinkView::from(link),
-        qr_svg: services.public_url(&shared::qr::endpoint_path(&url, "svg")),
-        qr_png: services.public_url(&shared::qr::endpoint_path(&url, "png")),
-        url,
+        qr_svg: services.public_url(&shared::qr::endpoint_path(&urls.url, "svg")),
+        qr_png: services.public_url(&shared::qr::endpoint_path(&urls.url, "png")),
+        url: urls.url,
         token: token.expose().to_owned(),
-        neuroglancer_url,
-        state_url,
+        neuroglancer_url: urls.neuroglancer_url,
+        state_url: urls.state_url,
+        files_url: urls.files_url,
     }
 }
 
@@ -485,6 +500,7 @@ pub struct Unlocked {
     pub url: String,
     pub neuroglancer_url: String,
     pub state_url: String,
+    pub files_url: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
@@ -568,11 +584,12 @@ pub(crate) async fn unlock(
                 .target(link.id.as_str()),
         )
         .await?;
-    let (url, state_url, neuroglancer_url) = link_urls(services, &link, &segment);
+    let urls = link_urls(services, &link, &segment);
     Ok(ApiJson(Unlocked {
-        url,
-        neuroglancer_url,
-        state_url,
+        url: urls.url,
+        neuroglancer_url: urls.neuroglancer_url,
+        state_url: urls.state_url,
+        files_url: urls.files_url,
         expires_at,
     })
     .into_response())

@@ -447,6 +447,7 @@ pub(crate) async fn change_share(
             }
             other => other.into(),
         })?;
+    services.forget_grant(&next.dataset_id, &next.email);
     Ok(ApiJson(GrantView::from(&next)))
 }
 
@@ -491,6 +492,7 @@ pub(crate) async fn revoke_share(
             }
             other => other.into(),
         })?;
+    services.forget_grant(&grant.dataset_id, &grant.email);
     if let (None, Some(invite_id)) = (&grant.user, &grant.invite) {
         match services.directory.invite(invite_id).await {
             Ok(invite) if invite.accepted_at.is_none() && invite.revoked_at.is_none() => {
