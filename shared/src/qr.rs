@@ -62,6 +62,21 @@ pub fn png(text: &str, module_px: u32) -> Result<Vec<u8>, QrError> {
     Ok(out)
 }
 
+/// Text for a terminal (`curl … | cat`): two modules per character cell, drawn for the usual
+/// light-on-dark terminal — light modules are blocks, dark modules are blanks — with the quiet
+/// zone, so a phone scans it off the screen.
+pub fn text(text: &str) -> Result<String, QrError> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = symbol(text)?;
+    Ok(code
+        .render::<Dense1x2>()
+        .quiet_zone(true)
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .build()
+        + "\n")
+}
+
 /// The path of this service's QR endpoint for `link` (`format`: `svg` or `png`).
 pub fn endpoint_path(link: &str, format: &str) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(link.as_bytes()).collect();
@@ -108,6 +123,43 @@ mod tests {
             "{}",
             &svg[..200]
         );
+    }
+
+    #[test]
+    fn terminal_text_scans_to_the_link() {
+        let link = "https://data.example.org/s/pLdb4vDaZhWRdAzi0ujX5lhOVtpSaEcKH10WmXHgRX0/";
+        let art = text(link).unwrap_or_else(|e| panic!("{e}"));
+        // Back to modules: each character is two rows (upper, lower); a block is light.
+        let rows: Vec<Vec<char>> = art.lines().map(|l| l.chars().collect()).collect();
+        let (w, h) = (rows[0].len(), rows.len() * 2);
+        let scale = 4;
+        let mut pixels = vec![0u8; w * h * scale * scale];
+        for (cy, row) in rows.iter().enumerate() {
+            assert_eq!(row.len(), w, "ragged text");
+            for (x, c) in row.iter().enumerate() {
+                let (upper, lower) = match c {
+                    ' ' => (false, false),
+                    '\u{2584}' => (false, true),
+                    '\u{2580}' => (true, false),
+                    '\u{2588}' => (true, true),
+                    other => panic!("unexpected {other:?}"),
+                };
+                for (dy, light) in [(0, upper), (1, lower)] {
+                    let y = cy * 2 + dy;
+                    for py in 0..scale {
+                        let start = ((y * scale + py) * w + x) * scale;
+                        pixels[start..start + scale].fill(if light { 255 } else { 0 });
+                    }
+                }
+            }
+        }
+        let (pw, ph) = (w * scale, h * scale);
+        let mut img =
+            rqrr::PreparedImage::prepare_from_greyscale(pw, ph, |x, y| pixels[y * pw + x]);
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1);
+        let (_, content) = grids[0].decode().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(content, link);
     }
 
     #[test]

@@ -365,6 +365,8 @@ pub(crate) async fn list_links(
 ) -> Result<ApiJson<Vec<LinkView>>, ApiError> {
     let subject = Subject::load(&s.services, &actor, &id).await?;
     subject.require(&actor, Action::ManageLinks)?;
+    // Where the chunk function runs in this process (the local server), its counts are current.
+    s.services.flush_usage().await;
     let links = s.services.catalog.links_of(&subject.dataset.id).await?;
     Ok(ApiJson(links.iter().map(LinkView::from).collect()))
 }
@@ -451,6 +453,7 @@ pub(crate) async fn links_page(
         None => None,
     };
     let (limit, cursor) = page_parts(q.limit, q.cursor)?;
+    services.flush_usage().await;
     let listing = services
         .catalog
         .links_of_org(&org, limit, cursor)
@@ -601,6 +604,8 @@ pub enum QrFormat {
     #[default]
     Svg,
     Png,
+    /// Unicode blocks for a terminal.
+    Text,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -608,7 +613,7 @@ pub enum QrFormat {
 pub struct QrQuery {
     /// The link to encode: a data URL, a share link, a Neuroglancer link of this service.
     pub url: String,
-    /// `svg` (default) or `png`.
+    /// `svg` (default), `png`, or `text` (Unicode blocks for a terminal).
     pub format: Option<QrFormat>,
     /// Pixels (PNG) or user units (SVG) per module, 1–32 (default 8).
     pub scale: Option<u32>,
@@ -652,6 +657,10 @@ pub(crate) async fn qr_code(
             shared::qr::svg(&q.url, scale).map(String::into_bytes),
         ),
         QrFormat::Png => ("image/png", shared::qr::png(&q.url, scale)),
+        QrFormat::Text => (
+            "text/plain; charset=utf-8",
+            shared::qr::text(&q.url).map(String::into_bytes),
+        ),
     };
     let body = body.map_err(|e| match e {
         shared::qr::QrError::TooLong => {
