@@ -303,8 +303,10 @@ impl Services {
 
     /// Counts one read through a link; when a flush is due, writes the counts in the
     /// background (off the request's path).
-    pub fn record_use(&self, link: &ShareLink, what: Use, bytes: u64) {
-        if self.usage.record(&link.dataset_id, &link.id, what, bytes)
+    pub fn record_use(&self, link: &ShareLink, what: Use, redirected: bool, bytes: u64) {
+        if self
+            .usage
+            .record(&link.dataset_id, &link.id, what, redirected, bytes)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (usage, catalog) = (self.usage.clone(), self.catalog.clone());

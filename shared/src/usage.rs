@@ -12,12 +12,11 @@ use crate::store::Catalog;
 /// What one read through a link was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Use {
-    /// A viewer opening the link (its root metadata, or its view state).
+    /// A viewer opening the link: the node document at its root (`zarr.json`, `.zgroup`,
+    /// `.zarray` — one per open whatever the Zarr version), or its view state.
     View,
     /// Any other read.
     Read,
-    /// A read answered with a redirect to storage.
-    Redirect,
 }
 
 #[derive(Debug)]
@@ -44,8 +43,16 @@ impl UsageMeter {
         }
     }
 
-    /// Counts one read; returns `true` when a flush is due (the caller starts it).
-    pub fn record(&self, dataset: &DatasetId, link: &LinkId, what: Use, bytes: u64) -> bool {
+    /// Counts one read (`redirected`: answered with a redirect to storage, whose bytes are not
+    /// ours to count); returns `true` when a flush is due (the caller starts it).
+    pub fn record(
+        &self,
+        dataset: &DatasetId,
+        link: &LinkId,
+        what: Use,
+        redirected: bool,
+        bytes: u64,
+    ) -> bool {
         let t = now();
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let entry = match p.by_link.get_mut(link) {
@@ -59,7 +66,9 @@ impl UsageMeter {
         match what {
             Use::View => delta.views += 1,
             Use::Read => delta.chunk_reads += 1,
-            Use::Redirect => delta.redirects += 1,
+        }
+        if redirected {
+            delta.redirects += 1;
         }
         delta.bytes += bytes;
         delta.first_access.get_or_insert(t);
@@ -126,11 +135,11 @@ mod tests {
             LinkId::generate(),
             LinkId::generate(),
         );
-        assert!(!meter.record(&d, &l1, Use::View, 100));
+        assert!(!meter.record(&d, &l1, Use::View, false, 100));
         for _ in 0..10 {
-            meter.record(&d, &l1, Use::Read, 1000);
+            meter.record(&d, &l1, Use::Read, false, 1000);
         }
-        meter.record(&d, &l2, Use::Redirect, 0);
+        meter.record(&d, &l2, Use::Read, true, 0);
         let mut taken = meter.take();
         taken.sort_by_key(|t| std::cmp::Reverse(t.2.chunk_reads));
         assert_eq!(taken.len(), 2);
@@ -151,8 +160,8 @@ mod tests {
     fn a_flush_is_due_once_per_interval() {
         let meter = UsageMeter::new(Duration::ZERO);
         let (d, l) = (DatasetId::generate(), LinkId::generate());
-        assert!(meter.record(&d, &l, Use::Read, 1));
+        assert!(meter.record(&d, &l, Use::Read, false, 1));
         let slow = UsageMeter::new(Duration::from_secs(3600));
-        assert!(!slow.record(&d, &l, Use::Read, 1));
+        assert!(!slow.record(&d, &l, Use::Read, false, 1));
     }
 }

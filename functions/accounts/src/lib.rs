@@ -1019,6 +1019,22 @@ fn invitation_mail(
     }
 }
 
+/// An organization's record. The installation's own organization (the one the admin key
+/// administers) exists without one until someone creates it: it is then known by its id.
+async fn organization(services: &Services, id: &OrgId) -> Result<Organization, ApiError> {
+    match services.directory.org(id).await {
+        Ok(org) => Ok(org),
+        Err(CatalogError::NotFound) if id == services.auth.org() => Ok(Organization {
+            id: id.clone(),
+            name: id.to_string(),
+            auto_activate: false,
+            created_at: now(),
+            version: 0,
+        }),
+        Err(e) => Err(not_found(e, "organization")),
+    }
+}
+
 fn inviter_name(actor: &Actor, user: Option<&User>) -> String {
     match (actor, user) {
         (_, Some(u)) => format!("{} ({})", u.name, u.email),
@@ -1081,12 +1097,7 @@ async fn invite(
         ));
     }
     check_teams(&s.services, &actor, &org_id, teams.keys()).await?;
-    let org = s
-        .services
-        .directory
-        .org(&org_id)
-        .await
-        .map_err(|e| not_found(e, "organization"))?;
+    let org = organization(&s.services, &org_id).await?;
     let me = caller_user(&s.services, &actor).await?;
     let inviter = inviter_name(&actor, me.as_ref());
     let mut out = Vec::new();
@@ -1200,7 +1211,7 @@ async fn resend_invite(
         .directory
         .reissue_invite(&renewed, invite.version)
         .await?;
-    let org = s.services.directory.org(&invite.org).await?;
+    let org = organization(&s.services, &invite.org).await?;
     let me = caller_user(&s.services, &actor).await?;
     let mail = invitation_mail(
         &s.services,
@@ -1297,7 +1308,7 @@ async fn show_invite(
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<ApiJson<InvitationInfo>, ApiError> {
     let invite = pending_invite(&s.services, &q.token).await?;
-    let org = s.services.directory.org(&invite.org).await?;
+    let org = organization(&s.services, &invite.org).await?;
     let existing_account = s
         .services
         .directory

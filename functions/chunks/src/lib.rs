@@ -354,13 +354,10 @@ fn count(services: &Services, link: &ShareLink, key: &ObjectKey, method: &Method
     if !(status.is_success() || status == StatusCode::TEMPORARY_REDIRECT) {
         return;
     }
-    let what = if status.is_redirection() {
-        Use::Redirect
-    } else if key.is_metadata() && parent(key.as_str()) == link.scope.root() {
-        Use::View
-    } else {
-        Use::Read
-    };
+    let (dir, name) = key.as_str().rsplit_once('/').unwrap_or(("", key.as_str()));
+    let opens = matches!(name, "zarr.json" | ".zgroup" | ".zarray") && dir == link.scope.root();
+    let what = if opens { Use::View } else { Use::Read };
+    let redirected = status.is_redirection();
     let bytes = r
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -368,12 +365,7 @@ fn count(services: &Services, link: &ShareLink, key: &ObjectKey, method: &Method
         .and_then(|v| v.parse().ok())
         .filter(|_| method == Method::GET)
         .unwrap_or(0);
-    services.record_use(link, what, bytes);
-}
-
-/// The directory part of a key (`""` at the root).
-fn parent(key: &str) -> &str {
-    key.rsplit_once('/').map_or("", |(dir, _)| dir)
+    services.record_use(link, what, redirected, bytes);
 }
 
 /// Where a view state looks, from the query (overrides what the link stores).
@@ -441,7 +433,7 @@ async fn view_state(
     let state = shared::neuroglancer::state(&reader.dataset.dataset, &root, scope, &view)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     if let Some(link) = &reader.link {
-        services.record_use(link, Use::View, 0);
+        services.record_use(link, Use::View, false, 0);
     }
     Ok((
         [

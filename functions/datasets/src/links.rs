@@ -234,15 +234,18 @@ fn new_link(
     let dataset = &subject.dataset;
     match &options.scope {
         LinkScope::Path { prefix } => {
-            let reaches_a_layer = dataset.layers.iter().any(|l| {
-                let p = l.path.as_str();
+            // A layer, a directory of layers, or one level (array) of a layer.
+            let paths = dataset.layers.iter().flat_map(|l| {
+                std::iter::once(l.path.as_str()).chain(l.levels.iter().map(|v| v.path.as_str()))
+            });
+            let reaches_a_layer = paths.into_iter().any(|p| {
                 p == prefix
                     || p.starts_with(&format!("{prefix}/"))
-                    || prefix.starts_with(&format!("{p}/")) && !p.is_empty()
+                    || (!p.is_empty() && prefix.starts_with(&format!("{p}/")))
             });
             if !reaches_a_layer {
                 return Err(ApiError::Unprocessable(format!(
-                    "'{prefix}' is not a layer or a directory of layers of dataset {}",
+                    "'{prefix}' is not a layer, a level or a directory of layers of dataset {}",
                     dataset.id
                 )));
             }
@@ -548,8 +551,14 @@ pub(crate) async fn unlock(
         Action::ViewDataset,
         Resource::Dataset(shared::access::DatasetFacts::of(&dataset, None)),
     )?;
-    let failures = s.unlock_failures.get(&link.id).unwrap_or(0);
-    if failures >= MAX_UNLOCK_FAILURES {
+    // Every attempt takes a slot first (atomically), so parallel guesses are limited too; a
+    // right password gives its slot back.
+    let attempts = s
+        .unlock_failures
+        .entry(link.id.clone())
+        .and_upsert_with(|e| e.map_or(1, |e| e.into_value().saturating_add(1)))
+        .into_value();
+    if attempts > MAX_UNLOCK_FAILURES {
         return Err(ApiError::TooManyRequests {
             retry_after_secs: 15 * 60,
         });
@@ -559,8 +568,11 @@ pub(crate) async fn unlock(
         .await
         .map_err(ApiError::internal)?;
     let actor = format!("link:{}", link.id);
-    if !right {
-        s.unlock_failures.insert(link.id.clone(), failures + 1);
+    if right {
+        s.unlock_failures
+            .entry(link.id.clone())
+            .and_upsert_with(|e| e.map_or(0, |e| e.into_value().saturating_sub(1)));
+    } else {
         services
             .catalog
             .append_audit(

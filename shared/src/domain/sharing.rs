@@ -82,13 +82,14 @@ pub enum LinkPermission {
 /// A link's use as counted by the chunk function (aggregated per instance, then flushed).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LinkUsage {
-    /// Root metadata reads and view-state fetches: one per viewer opening the link.
+    /// Viewers opening the link: reads of the node document at its root (`zarr.json`,
+    /// `.zgroup` or `.zarray`: one per open, whatever the Zarr version) and view-state fetches.
     pub views: u64,
-    /// Chunk and other non-root reads.
+    /// Every other read: chunks and the other metadata documents.
     pub chunk_reads: u64,
     /// Bytes served through the function (redirected reads are counted, their bytes are not).
     pub bytes: u64,
-    /// Reads answered with a redirect to storage.
+    /// Reads of either kind answered with a redirect to storage.
     pub redirects: u64,
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]

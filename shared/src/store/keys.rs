@@ -97,10 +97,17 @@ pub fn audit(dataset: &DatasetId, at: Timestamp, nonce: &str) -> Key {
 
 pub const GALLERY_PARTITION: &str = "GALLERY";
 
-/// Gallery entries sort by display name.
+/// Gallery entries sort by display name (case-folded; a name before the longer names it
+/// begins: the separator sorts below every character a name keeps).
 pub fn gallery(d: &Dataset) -> Key {
-    let name: String = d.display_name.to_lowercase().chars().take(100).collect();
-    Key::new(GALLERY_PARTITION, format!("{name}#{}", d.id))
+    let name: String = d
+        .display_name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c < ' ' { ' ' } else { c })
+        .take(100)
+        .collect();
+    Key::new(GALLERY_PARTITION, format!("{name}\u{1}{}", d.id))
 }
 
 pub fn token(hash: &TokenHash) -> Key {
