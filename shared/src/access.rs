@@ -549,7 +549,10 @@ pub fn require(
         }
         Denial::LinkRevoked => ApiError::Gone("this share link has been revoked".into()),
         Denial::LinkExpired => ApiError::Gone("this share link has expired".into()),
-        Denial::LinkPasswordRequired => ApiError::PasswordRequired,
+        Denial::LinkPasswordRequired => ApiError::PasswordRequired(
+            "this share link needs its password: POST it to /api/links/unlock to get a URL that opens it"
+                .into(),
+        ),
         Denial::OutOfScope => ApiError::Forbidden(
             "this share link does not reach this part of the dataset, or does not allow this"
                 .into(),

@@ -20,11 +20,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("authentication required")]
     Unauthorized,
-    /// A password-protected share link without its unlock.
-    #[error(
-        "this share link needs its password: POST it to /api/links/unlock to get a URL that opens it"
-    )]
-    PasswordRequired,
+    /// A password-protected share link without its unlock, or a wrong password.
+    #[error("{0}")]
+    PasswordRequired(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -74,7 +72,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized | Self::PasswordRequired => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::PasswordRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -94,7 +92,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad-request",
             Self::Unauthorized => "unauthorized",
-            Self::PasswordRequired => "password-required",
+            Self::PasswordRequired(_) => "password-required",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -150,7 +148,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::PasswordRequired => {
+            Self::PasswordRequired(_) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Link-Password realm=\"zarrshare\""),

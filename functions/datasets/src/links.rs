@@ -580,7 +580,9 @@ pub(crate) async fn unlock(
                     .target(link.id.as_str()),
             )
             .await?;
-        return Err(ApiError::PasswordRequired);
+        return Err(ApiError::PasswordRequired(
+            "wrong password for this share link".into(),
+        ));
     }
     let ttl = time::Duration::try_from(services.config.unlock_ttl).unwrap_or(time::Duration::HOUR);
     let mut expires_at = now() + ttl;
