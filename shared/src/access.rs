@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{
-    DatasetId, LinkPermission, LinkScope, LinkState, OrgId, OrgRole, TeamId, TeamRole, Timestamp,
-    UserId, Visibility,
+    AnnotationId, AnnotationVisibility, DatasetId, LinkPermission, LinkScope, LinkState, OrgId,
+    OrgRole, TeamId, TeamRole, Timestamp, UserId, Visibility,
 };
 
 /// Who is asking.
@@ -215,6 +215,14 @@ pub enum Action {
     ManageShares,
     /// Read its audit trail.
     ViewAudit,
+    /// Read an annotation (its record, versions, downloads).
+    ReadAnnotation,
+    /// Save new versions of an annotation.
+    EditAnnotation,
+    /// Rename, delete or restore an annotation; change its visibility or team sharing.
+    ManageAnnotation,
+    /// Copy an annotation to one's own account.
+    CopyAnnotation,
     /// List an organization's datasets.
     ListDatasets,
     /// Register a dataset in an organization.
@@ -255,6 +263,21 @@ pub enum Resource<'a> {
         team: &'a TeamId,
     },
     Invite(InviteTarget<'a>),
+    Annotation(AnnotationFacts<'a>),
+}
+
+/// The facts of an annotation that access depends on, with its dataset's.
+#[derive(Clone, Copy, Debug)]
+pub struct AnnotationFacts<'a> {
+    pub id: &'a AnnotationId,
+    pub owner: &'a UserId,
+    /// The owner's organization.
+    pub org: &'a OrgId,
+    pub visibility: AnnotationVisibility,
+    /// The owner's teams: their managers may read even private annotations.
+    pub owner_teams: &'a BTreeSet<TeamId>,
+    pub deleted: bool,
+    pub dataset: DatasetFacts<'a>,
 }
 
 /// Why a request is refused; the HTTP status follows from it.
@@ -287,6 +310,9 @@ pub enum Decision {
 pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timestamp) -> Decision {
     use Decision::{Allow, Deny};
     let admin_key;
+    if let Resource::Annotation(a) = resource {
+        return on_annotation(actor, action, &a, now);
+    }
     let member = match actor {
         Actor::Anonymous => return anonymous(action, resource),
         Actor::LinkHolder(link) => return link_holder(link, action, resource, now),
@@ -311,6 +337,7 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
         Resource::Dataset(d) | Resource::Object { dataset: d, .. } => {
             member_on_dataset(member, action, &d)
         }
+        Resource::Annotation(_) => Deny(Denial::Hidden),
         Resource::Organization(org) => {
             if &member.org != org {
                 return Deny(Denial::Forbidden);
@@ -376,6 +403,107 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
                 _ => Deny(Denial::Forbidden),
             }
         }
+    }
+}
+
+/// Annotations: the owner edits (while they may annotate the dataset); the owner and the
+/// organization's admins manage; others read according to the visibility — private: the
+/// managers of the owner's teams; internal: the owner's organization; public: everyone — and
+/// only while they can see the dataset; a share link reads public annotations of its dataset,
+/// or the one annotation it is scoped to (and edits it with `annotate` permission).
+fn on_annotation(
+    actor: &Actor,
+    action: Action,
+    a: &AnnotationFacts<'_>,
+    now: Timestamp,
+) -> Decision {
+    use Decision::{Allow, Deny};
+    let dataset = |act| decide(actor, act, Resource::Dataset(a.dataset), now) == Allow;
+    let admin_key;
+    let member = match actor {
+        Actor::LinkHolder(link) => {
+            if let Deny(why) = decide(
+                actor,
+                Action::ViewDataset,
+                Resource::Dataset(a.dataset),
+                now,
+            ) {
+                return Deny(why);
+            }
+            let this =
+                matches!(&link.scope, LinkScope::Annotation { annotation } if annotation == a.id);
+            let public = a.visibility == AnnotationVisibility::Public
+                && matches!(link.scope, LinkScope::Dataset);
+            if a.deleted || !(this || public) {
+                return Deny(Denial::Hidden);
+            }
+            return match action {
+                Action::ReadAnnotation => Allow,
+                Action::EditAnnotation if this && link.permission >= LinkPermission::Annotate => {
+                    Allow
+                }
+                _ => Deny(Denial::Forbidden),
+            };
+        }
+        Actor::Anonymous => {
+            if !dataset(Action::ViewDataset) {
+                return Deny(Denial::Hidden);
+            }
+            return match action {
+                Action::ReadAnnotation
+                    if !a.deleted && a.visibility == AnnotationVisibility::Public =>
+                {
+                    Allow
+                }
+                _ => Deny(Denial::Unauthenticated),
+            };
+        }
+        Actor::OrgAdmin { org } => {
+            admin_key = MemberFacts {
+                id: None,
+                org: org.clone(),
+                role: OrgRole::Admin,
+                teams: BTreeMap::new(),
+                active: true,
+                email: None,
+            };
+            &admin_key
+        }
+        Actor::User(m) => m,
+    };
+    if !member.active {
+        return Deny(Denial::Deactivated);
+    }
+    let owner = member.is(a.owner);
+    let same_org = &member.org == a.org;
+    let admin = same_org && member.role == OrgRole::Admin;
+    let view = dataset(Action::ViewDataset);
+    let readable = owner
+        || admin
+        || (!a.deleted
+            && view
+            && ((same_org
+                && (a.visibility != AnnotationVisibility::Private
+                    || a.owner_teams.iter().any(|t| member.manages(t))))
+                || a.visibility == AnnotationVisibility::Public));
+    if !readable {
+        return Deny(if same_org || view {
+            Denial::Forbidden
+        } else {
+            Denial::Hidden
+        });
+    }
+    let allowed = match action {
+        Action::ReadAnnotation => true,
+        Action::EditAnnotation => owner && !a.deleted && dataset(Action::Annotate),
+        Action::ManageAnnotation => owner || admin,
+        Action::CopyAnnotation => !a.deleted && dataset(Action::Annotate),
+        _ => false,
+    };
+    if allowed {
+        Allow
+    } else {
+        Deny(Denial::Forbidden)
     }
 }
 
@@ -544,6 +672,7 @@ pub fn require(
                 Resource::User(_) => "user",
                 Resource::Team { .. } => "team",
                 Resource::Invite(_) => "invitation",
+                Resource::Annotation(_) => "annotation",
             };
             ApiError::NotFound(format!("no such {what}"))
         }
@@ -923,6 +1052,307 @@ mod tests {
         ];
         for (actor, facts, expected) in cases {
             assert_eq!(relation(&actor, &facts), expected, "{actor:?}");
+        }
+    }
+
+    /// Principals × annotation actions × annotation visibility × dataset visibility, every
+    /// cell asserted. The dataset lets team T read and annotate; the owner is in T and O; the
+    /// annotation is shared with team S.
+    #[test]
+    fn annotation_access_table() {
+        let t = now();
+        let home = org("home-lab");
+        let rival = org("rival-lab");
+        let ds = DatasetId::generate();
+        let ann = AnnotationId::generate();
+        let other_ann = AnnotationId::generate();
+        let owner = UserId::generate();
+        let (team_t, team_o, team_s) = (TeamId::generate(), TeamId::generate(), TeamId::generate());
+        let allowed: BTreeSet<TeamId> = [team_t.clone()].into();
+        let owner_teams: BTreeSet<TeamId> = [team_t.clone(), team_o.clone()].into();
+        let user = |id: Option<UserId>, o: &OrgId, role, teams: &[(TeamId, TeamRole)], active| {
+            Actor::User(MemberFacts {
+                id: Some(id.unwrap_or_else(UserId::generate)),
+                org: o.clone(),
+                role,
+                teams: teams.iter().cloned().collect(),
+                active,
+                email: None,
+            })
+        };
+        let member = TeamRole::Member;
+        let annotate = LinkPermission::Annotate;
+        let on = |a: &AnnotationId| LinkScope::Annotation {
+            annotation: a.clone(),
+        };
+        let principals: Vec<(&str, Actor, Option<GrantFacts>)> = vec![
+            ("anonymous", Actor::Anonymous, None),
+            (
+                "owner",
+                user(
+                    Some(owner.clone()),
+                    &home,
+                    OrgRole::User,
+                    &[(team_t.clone(), member), (team_o.clone(), member)],
+                    true,
+                ),
+                None,
+            ),
+            (
+                "owner, deactivated",
+                user(
+                    Some(owner.clone()),
+                    &home,
+                    OrgRole::User,
+                    &[(team_t.clone(), member)],
+                    false,
+                ),
+                None,
+            ),
+            ("admin", user(None, &home, OrgRole::Admin, &[], true), None),
+            (
+                "manager of the owner's team O",
+                user(
+                    None,
+                    &home,
+                    OrgRole::User,
+                    &[(team_o.clone(), TeamRole::Manager)],
+                    true,
+                ),
+                None,
+            ),
+            (
+                "member of the dataset's team T",
+                user(
+                    None,
+                    &home,
+                    OrgRole::User,
+                    &[(team_t.clone(), member)],
+                    true,
+                ),
+                None,
+            ),
+            (
+                "member of the shared team S",
+                user(
+                    None,
+                    &home,
+                    OrgRole::User,
+                    &[(team_s.clone(), member)],
+                    true,
+                ),
+                None,
+            ),
+            (
+                "grantee from another org",
+                user(None, &rival, OrgRole::User, &[], true),
+                Some(GrantFacts {
+                    can_modify: false,
+                    can_share: false,
+                }),
+            ),
+            (
+                "another org's user",
+                user(None, &rival, OrgRole::User, &[], true),
+                None,
+            ),
+            (
+                "dataset link",
+                link(&ds, "valid", LinkScope::Dataset, LinkPermission::View),
+                None,
+            ),
+            (
+                "this annotation's link (annotate)",
+                link(&ds, "valid", on(&ann), annotate),
+                None,
+            ),
+            (
+                "another annotation's link",
+                link(&ds, "valid", on(&other_ann), annotate),
+                None,
+            ),
+            (
+                "revoked dataset link",
+                link(&ds, "revoked", LinkScope::Dataset, annotate),
+                None,
+            ),
+            (
+                "sub-path link",
+                link(
+                    &ds,
+                    "valid",
+                    LinkScope::path("labels").unwrap_or_else(|e| panic!("{e}")),
+                    annotate,
+                ),
+                None,
+            ),
+        ];
+        let (a, f, h, u, x, r) = (
+            Allow,
+            Deny(Forbidden),
+            Deny(Hidden),
+            Deny(Unauthenticated),
+            Deny(Deactivated),
+            Deny(LinkRevoked),
+        );
+        // Columns: read, edit, manage, copy; for private / internal / public annotations.
+        type Row = [[Decision; 4]; 3];
+        let same = |c: [Decision; 4]| -> Row { [c, c, c] };
+        let private_dataset: Vec<Row> = vec![
+            same([h, h, h, h]),
+            same([a, a, a, a]),
+            same([x, x, x, x]),
+            same([a, f, a, a]),
+            same([f, f, f, f]),
+            [[f, f, f, f], [a, f, f, a], [a, f, f, a]],
+            same([f, f, f, f]),
+            [[f, f, f, f], [f, f, f, f], [a, f, f, f]],
+            same([h, h, h, h]),
+            [[h, h, h, h], [h, h, h, h], [a, f, f, f]],
+            same([a, a, f, f]),
+            same([h, h, h, h]),
+            same([r, r, r, r]),
+            same([h, h, h, h]),
+        ];
+        let public_dataset: Vec<Row> = vec![
+            [[u, u, u, u], [u, u, u, u], [a, u, u, u]],
+            same([a, a, a, a]),
+            same([x, x, x, x]),
+            same([a, f, a, a]),
+            same([a, f, f, f]),
+            [[f, f, f, f], [a, f, f, a], [a, f, f, a]],
+            [[f, f, f, f], [a, f, f, f], [a, f, f, f]],
+            [[f, f, f, f], [f, f, f, f], [a, f, f, f]],
+            [[f, f, f, f], [f, f, f, f], [a, f, f, f]],
+            [[h, h, h, h], [h, h, h, h], [a, f, f, f]],
+            same([a, a, f, f]),
+            same([h, h, h, h]),
+            same([r, r, r, r]),
+            same([h, h, h, h]),
+        ];
+        let visibilities = [
+            AnnotationVisibility::Private,
+            AnnotationVisibility::Internal,
+            AnnotationVisibility::Public,
+        ];
+        let actions = [
+            ReadAnnotation,
+            EditAnnotation,
+            ManageAnnotation,
+            CopyAnnotation,
+        ];
+        for (dataset_visibility, table) in [
+            (Visibility::Private, private_dataset),
+            (Visibility::Public, public_dataset),
+        ] {
+            assert_eq!(table.len(), principals.len());
+            for ((who, actor, grant), row) in principals.iter().zip(table) {
+                for (visibility, cells) in visibilities.iter().zip(row) {
+                    let facts = AnnotationFacts {
+                        id: &ann,
+                        owner: &owner,
+                        org: &home,
+                        visibility: *visibility,
+                        owner_teams: &owner_teams,
+                        deleted: false,
+                        dataset: DatasetFacts {
+                            id: &ds,
+                            org: &home,
+                            visibility: dataset_visibility,
+                            owner: None,
+                            allowed_teams: &allowed,
+                            grant: *grant,
+                        },
+                    };
+                    for (action, expected) in actions.iter().zip(cells) {
+                        assert_eq!(
+                            decide(actor, *action, Resource::Annotation(facts), t),
+                            expected,
+                            "{who} × {action:?} on a {visibility:?} annotation of a {dataset_visibility:?} dataset"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deleted_annotations_are_the_owners_and_admins_only() {
+        let t = now();
+        let home = org("home-lab");
+        let (ds, ann, owner) = (
+            DatasetId::generate(),
+            AnnotationId::generate(),
+            UserId::generate(),
+        );
+        let team = TeamId::generate();
+        let allowed: BTreeSet<TeamId> = [team.clone()].into();
+        let facts = AnnotationFacts {
+            id: &ann,
+            owner: &owner,
+            org: &home,
+            visibility: AnnotationVisibility::Public,
+            owner_teams: &allowed,
+            deleted: true,
+            dataset: DatasetFacts {
+                id: &ds,
+                org: &home,
+                visibility: Visibility::Public,
+                owner: None,
+                allowed_teams: &allowed,
+                grant: None,
+            },
+        };
+        let member = |id: UserId, role| {
+            Actor::User(MemberFacts {
+                id: Some(id),
+                org: home.clone(),
+                role,
+                teams: [(team.clone(), TeamRole::Member)].into(),
+                active: true,
+                email: None,
+            })
+        };
+        let cases = [
+            (
+                member(owner.clone(), OrgRole::User),
+                [Allow, Deny(Forbidden), Allow, Deny(Forbidden)],
+            ),
+            (
+                member(UserId::generate(), OrgRole::Admin),
+                [Allow, Deny(Forbidden), Allow, Deny(Forbidden)],
+            ),
+            (
+                member(UserId::generate(), OrgRole::User),
+                [Deny(Forbidden); 4],
+            ),
+            (Actor::Anonymous, [Deny(Unauthenticated); 4]),
+            (
+                link(
+                    &ds,
+                    "valid",
+                    LinkScope::Annotation {
+                        annotation: ann.clone(),
+                    },
+                    LinkPermission::Annotate,
+                ),
+                [Deny(Hidden); 4],
+            ),
+        ];
+        let actions = [
+            ReadAnnotation,
+            EditAnnotation,
+            ManageAnnotation,
+            CopyAnnotation,
+        ];
+        for (actor, expected) in cases {
+            for (action, e) in actions.iter().zip(expected) {
+                assert_eq!(
+                    decide(&actor, *action, Resource::Annotation(facts), t),
+                    e,
+                    "{actor:?} × {action:?}"
+                );
+            }
         }
     }
 

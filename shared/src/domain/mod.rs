@@ -1,6 +1,7 @@
 //! Domain types. Everything that crosses the edge is parsed into one of these first.
 
 mod account;
+mod annotation;
 mod dataset;
 mod ids;
 mod key;
@@ -10,6 +11,10 @@ mod storage_url;
 mod token;
 
 pub use account::{Email, OrgRole, Password, TeamRole};
+pub use annotation::{
+    Annotation, AnnotationKind, AnnotationOrigin, AnnotationVersion, AnnotationVisibility,
+    MAX_INLINE_BODY_BYTES, VersionBody, annotation_name,
+};
 pub use dataset::{
     Dataset, DatasetName, DatasetPatch, Layer, LayerKind, Level, LinkState, NewDataset, ShareLink,
     Visibility, ZarrFormat,

@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::annotations::SaveError;
 use super::catalog::CatalogError;
 use super::directory::CreateError;
-use super::{Catalog, Cond, Directory, DynStore, Index, Item, Key, Query, StoreError, Write};
+use super::{
+    Annotations, Catalog, Cond, Directory, DynStore, Index, Item, Key, Query, StoreError, Write,
+};
 use crate::domain::{
-    AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, DatasetPatch, Email, Grant, Invite,
-    InviteId, LinkId, LinkToken, OrgId, OrgRole, Organization, Session, ShareLink, StorageUrl,
-    Team, TeamId, TeamRole, UsageDelta, User, UserId, Visibility, ZarrFormat, now,
+    Annotation, AnnotationId, AnnotationKind, AnnotationVisibility, AuditAction, AuditEntry,
+    Dataset, DatasetId, DatasetName, DatasetPatch, Email, Grant, Invite, InviteId, LinkId,
+    LinkToken, OrgId, OrgRole, Organization, Session, ShareLink, StorageUrl, Team, TeamId,
+    TeamRole, UsageDelta, User, UserId, VersionBody, Visibility, ZarrFormat, now,
 };
 
 fn unique(tag: &str) -> String {
@@ -55,6 +59,8 @@ pub async fn run_all(store: DynStore) {
     catalog_grants(&store).await;
     catalog_gallery(&store).await;
     catalog_audit(&store).await;
+    annotations_racing_saves_lose_nothing(&store).await;
+    annotations_records_and_team_lists(&store).await;
     directory_orgs_and_users(&store).await;
     directory_teams(&store).await;
     directory_sessions_rotate_once(&store).await;
@@ -1344,4 +1350,224 @@ async fn catalog_audit(store: &DynStore) {
     let rest = catalog.audit_of(&d.id, 3, first.next).await.unwrap();
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.items[0].action, AuditAction::DatasetRegistered);
+}
+
+fn annotation(d: &Dataset, owner: &UserId) -> Annotation {
+    let t = now();
+    Annotation {
+        id: AnnotationId::generate(),
+        dataset_id: d.id.clone(),
+        org: d.org.clone(),
+        owner: owner.clone(),
+        name: "axons".into(),
+        description: String::new(),
+        kind: AnnotationKind::Skeleton,
+        visibility: AnnotationVisibility::Internal,
+        teams: Default::default(),
+        forked_from: None,
+        version: 0,
+        revision: 1,
+        created_at: t,
+        updated_at: t,
+        deleted_at: None,
+    }
+}
+
+/// Eight writers append five saves each to one annotation, always on the version they last
+/// saw, while a ninth keeps renaming it: every accepted save gets its own consecutive version,
+/// none is lost, none is numbered twice, and the renames land too.
+async fn annotations_racing_saves_lose_nothing(store: &DynStore) {
+    let catalog = Catalog::new(store.clone());
+    let annotations = Annotations::new(store.clone());
+    let d = dataset(&test_org(), "annotated");
+    catalog.create_dataset(&d, "suite").await.unwrap();
+    let a = annotation(&d, &UserId::generate());
+    annotations.create(&a, None).await.unwrap();
+    let ghost = annotation(&dataset(&test_org(), "ghost"), &UserId::generate());
+    assert!(matches!(
+        annotations.create(&ghost, None).await,
+        Err(CatalogError::NotFound)
+    ));
+
+    const WRITERS: u64 = 8;
+    const SAVES: u64 = 5;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (annotations, id) = (annotations.clone(), a.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stale = 0u64;
+            let mut base = 0;
+            for n in 0..SAVES {
+                loop {
+                    let body = VersionBody::Inline {
+                        content: json!({ "writer": w, "save": n }),
+                    };
+                    match annotations
+                        .save(&id, base, &format!("w{w}"), 1, &body)
+                        .await
+                    {
+                        Ok(saved) => {
+                            base = saved.version;
+                            break;
+                        }
+                        Err(SaveError::Stale { current, .. }) => {
+                            stale += 1;
+                            base = current;
+                        }
+                        Err(e) => panic!("save: {e:?}"),
+                    }
+                }
+            }
+            stale
+        }));
+    }
+    let renamer = {
+        let (annotations, id) = (annotations.clone(), a.id.clone());
+        tokio::spawn(async move {
+            for i in 0..10 {
+                annotations
+                    .update(&id, None, |x| x.name = format!("axons, take {i}"))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut stale_total = 0;
+    for t in tasks {
+        stale_total += t.await.unwrap();
+    }
+    renamer.await.unwrap();
+    let last = annotations.get(&a.id).await.unwrap();
+    assert_eq!(last.version, WRITERS * SAVES, "accepted saves were lost");
+    assert_eq!(last.name, "axons, take 9");
+    assert_eq!(last.revision, 1 + WRITERS * SAVES + 10);
+    // Every version 1..=40 exists once, and each writer's five saves are all there.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    let mut numbers = Vec::new();
+    loop {
+        let page = annotations.versions(&a.id, 7, cursor).await.unwrap();
+        for v in &page.items {
+            numbers.push(v.version);
+            let VersionBody::Inline { content } = &v.body else {
+                panic!("inline body expected");
+            };
+            assert!(seen.insert((content["writer"].as_u64(), content["save"].as_u64())));
+            assert_eq!(v.author, format!("w{}", content["writer"]));
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(numbers, (1..=WRITERS * SAVES).rev().collect::<Vec<_>>());
+    assert_eq!(seen.len() as u64, WRITERS * SAVES);
+    assert!(stale_total > 0, "the writers never raced");
+    // A stale save is refused with the current version; a past version reads back.
+    let stale = annotations
+        .save(
+            &a.id,
+            3,
+            "late",
+            1,
+            &VersionBody::Inline { content: json!({}) },
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(SaveError::Stale { base: 3, current }) if current == WRITERS * SAVES),
+        "{stale:?}"
+    );
+    assert_eq!(annotations.version(&a.id, 3).await.unwrap().version, 3);
+    // Deleted annotations take no saves until restored.
+    annotations
+        .update(&a.id, None, |x| x.deleted_at = Some(now()))
+        .await
+        .unwrap();
+    let refused = annotations
+        .save(
+            &a.id,
+            WRITERS * SAVES,
+            "x",
+            1,
+            &VersionBody::Inline { content: json!({}) },
+        )
+        .await;
+    assert!(matches!(refused, Err(SaveError::Deleted)), "{refused:?}");
+    annotations
+        .update(&a.id, None, |x| x.deleted_at = None)
+        .await
+        .unwrap();
+    annotations
+        .save(
+            &a.id,
+            WRITERS * SAVES,
+            "x",
+            1,
+            &VersionBody::Inline { content: json!({}) },
+        )
+        .await
+        .unwrap();
+}
+
+/// Owner and team lists follow the record; a stale record change is a conflict; the fields
+/// that belong to saves cannot be changed by a record update.
+async fn annotations_records_and_team_lists(store: &DynStore) {
+    let catalog = Catalog::new(store.clone());
+    let annotations = Annotations::new(store.clone());
+    let d = dataset(&test_org(), "annotated-lists");
+    catalog.create_dataset(&d, "suite").await.unwrap();
+    let owner = UserId::generate();
+    let (team_a, team_b) = (TeamId::generate(), TeamId::generate());
+    let mut first = annotation(&d, &owner);
+    first.teams = [team_a.clone()].into();
+    annotations.create(&first, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = annotation(&d, &owner);
+    annotations.create(&second, None).await.unwrap();
+
+    let mine: Vec<AnnotationId> = annotations
+        .of_owner(&owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(mine, vec![first.id.clone(), second.id.clone()]);
+    let ids = |v: Vec<Annotation>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(annotations.shared_with(&team_a).await.unwrap()),
+        vec![first.id.clone()]
+    );
+
+    let moved = annotations
+        .update(&first.id, Some(1), |a| {
+            a.teams = [team_b.clone()].into();
+            a.version = 99;
+            a.owner = UserId::generate();
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (moved.version, &moved.owner, moved.revision),
+        (0, &owner, 2)
+    );
+    assert!(annotations.shared_with(&team_a).await.unwrap().is_empty());
+    assert_eq!(
+        ids(annotations.shared_with(&team_b).await.unwrap()),
+        vec![first.id.clone()]
+    );
+    let stale = annotations
+        .update(&first.id, Some(1), |a| a.name = "x".into())
+        .await;
+    assert!(matches!(stale, Err(CatalogError::Conflict)), "{stale:?}");
+
+    let mut found = Vec::new();
+    for _ in 0..40 {
+        found = ids(annotations.of_dataset(&d.id, 10, None).await.unwrap().items);
+        if found.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found, vec![first.id.clone(), second.id.clone()]);
 }

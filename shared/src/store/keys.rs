@@ -9,6 +9,10 @@
 //! | per-person grant | `DS#{id}` | `GRANT#{email}` | `GRANTEE#{email}` | `{dataset id}` |
 //! | audit entry | `AUDIT#{dataset id}` | `{at}#{random}` | | |
 //! | gallery entry | `GALLERY` | `{folded display name}#{dataset id}` | | |
+//! | annotation | `ANN#{id}` | `META` | `DS#{dataset id}#ANNS` | `{created}#{id}` |
+//! | annotation version | `ANN#{id}` | `V#{version, 20 digits}` | | |
+//! | owner → annotation | `USER#{owner}` | `ANN#{created}#{id}` | | |
+//! | team → shared annotation | `TEAM#{team}` | `ANN#{id}` | | |
 //! | token → link | `TOKEN#{sha256 hex}` | `TOKEN` | | |
 //! | organization | `ORG#{org}` | `META` | | |
 //! | user | `USER#{id}` | `META` | `ORG#{org}#USERS` | `{email}` |
@@ -21,8 +25,8 @@
 
 use super::Key;
 use crate::domain::{
-    Dataset, DatasetId, DatasetName, Email, InviteId, LinkId, OrgId, TeamId, Timestamp, TokenHash,
-    UserId,
+    AnnotationId, Dataset, DatasetId, DatasetName, Email, InviteId, LinkId, OrgId, TeamId,
+    Timestamp, TokenHash, UserId,
 };
 
 /// Sorts by time: nanoseconds since the epoch, zero-padded.
@@ -110,6 +114,55 @@ pub fn gallery(d: &Dataset) -> Key {
     Key::new(GALLERY_PARTITION, format!("{name}\u{1}{}", d.id))
 }
 
+pub fn annotation(id: &AnnotationId) -> Key {
+    Key::new(format!("ANN#{id}"), "META")
+}
+
+pub fn dataset_annotations_partition(dataset: &DatasetId) -> String {
+    format!("DS#{dataset}#ANNS")
+}
+
+pub fn annotation_in_dataset_index(
+    dataset: &DatasetId,
+    id: &AnnotationId,
+    created: Timestamp,
+) -> Key {
+    Key::new(
+        dataset_annotations_partition(dataset),
+        format!("{}#{id}", time_key(created)),
+    )
+}
+
+pub fn annotation_version(id: &AnnotationId, version: u64) -> Key {
+    Key::new(format!("ANN#{id}"), format!("V#{version:020}"))
+}
+
+/// `(partition, sort-key prefix)` of an annotation's versions.
+pub fn annotation_versions(id: &AnnotationId) -> (String, &'static str) {
+    (format!("ANN#{id}"), "V#")
+}
+
+pub fn owned_annotation(owner: &UserId, id: &AnnotationId, created: Timestamp) -> Key {
+    Key::new(
+        format!("USER#{owner}"),
+        format!("ANN#{}#{id}", time_key(created)),
+    )
+}
+
+/// `(partition, sort-key prefix)` of a user's annotations.
+pub fn owned_annotations(owner: &UserId) -> (String, &'static str) {
+    (format!("USER#{owner}"), "ANN#")
+}
+
+pub fn team_annotation(team: &TeamId, id: &AnnotationId) -> Key {
+    Key::new(format!("TEAM#{team}"), format!("ANN#{id}"))
+}
+
+/// `(partition, sort-key prefix)` of the annotations shared with a team.
+pub fn team_annotations(team: &TeamId) -> (String, &'static str) {
+    (format!("TEAM#{team}"), "ANN#")
+}
+
 pub fn token(hash: &TokenHash) -> Key {
     Key::new(format!("TOKEN#{}", hash.to_hex()), "TOKEN")
 }
@@ -195,5 +248,18 @@ mod tests {
         assert!(grant(&ds, &email).sk.starts_with(gprefix));
         assert!(!link(&ds, &l).sk.starts_with(gprefix));
         assert_ne!(audit_partition(&ds), pk);
+        let a = AnnotationId::generate();
+        let (vpk, vprefix) = annotation_versions(&a);
+        assert_eq!(annotation(&a).pk, vpk);
+        assert!(!annotation(&a).sk.starts_with(vprefix));
+        assert!(annotation_version(&a, 2).sk < annotation_version(&a, 10).sk);
+        let owner = UserId::generate();
+        let (opk, oprefix) = owned_annotations(&owner);
+        assert_eq!(user(&owner).pk, opk);
+        assert!(!user(&owner).sk.starts_with(oprefix));
+        let t = TeamId::generate();
+        let (tpk, tprefix) = team_annotations(&t);
+        assert_eq!(team(&t).pk, tpk);
+        assert!(!team(&t).sk.starts_with(tprefix));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub mod annotations;
 pub mod catalog;
 pub mod conformance;
 pub mod directory;
@@ -19,6 +20,7 @@ pub mod embedded;
 pub mod keys;
 pub mod metered;
 
+pub use annotations::Annotations;
 pub use catalog::Catalog;
 pub use directory::Directory;
 
