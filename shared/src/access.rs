@@ -112,6 +112,18 @@ impl From<crate::domain::User> for MemberFacts {
 }
 
 impl MemberFacts {
+    /// The installation's admin key: an administrator of its organization, nobody in particular.
+    fn admin_key(org: &OrgId) -> Self {
+        Self {
+            id: None,
+            org: org.clone(),
+            role: OrgRole::Admin,
+            teams: BTreeMap::new(),
+            active: true,
+            email: None,
+        }
+    }
+
     fn is(&self, user: &UserId) -> bool {
         self.id.as_ref() == Some(user)
     }
@@ -317,14 +329,7 @@ pub fn decide(actor: &Actor, action: Action, resource: Resource<'_>, now: Timest
         Actor::Anonymous => return anonymous(action, resource),
         Actor::LinkHolder(link) => return link_holder(link, action, resource, now),
         Actor::OrgAdmin { org } => {
-            admin_key = MemberFacts {
-                id: None,
-                org: org.clone(),
-                role: OrgRole::Admin,
-                teams: BTreeMap::new(),
-                active: true,
-                email: None,
-            };
+            admin_key = MemberFacts::admin_key(org);
             &admin_key
         }
         Actor::User(m) => m,
@@ -459,14 +464,7 @@ fn on_annotation(
             };
         }
         Actor::OrgAdmin { org } => {
-            admin_key = MemberFacts {
-                id: None,
-                org: org.clone(),
-                role: OrgRole::Admin,
-                teams: BTreeMap::new(),
-                active: true,
-                email: None,
-            };
+            admin_key = MemberFacts::admin_key(org);
             &admin_key
         }
         Actor::User(m) => m,

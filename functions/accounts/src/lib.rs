@@ -29,7 +29,7 @@ use utoipa::{IntoParams, ToSchema};
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_INVITES_PER_CALL: usize = 100;
 const MAX_BULK_USERS: usize = 500;
-const INVITE_LIFETIME_DAYS: i64 = 14;
+use shared::domain::INVITE_LIFETIME_DAYS;
 /// Failed logins before the account is locked for a while (doubling with each further failure).
 const LOCK_AFTER_FAILURES: u32 = 5;
 
@@ -1103,23 +1103,14 @@ async fn invite(
     let mut out = Vec::new();
     for email in emails {
         let token = LinkToken::generate();
-        let t = now();
-        let invite = Invite {
-            id: InviteId::generate(),
-            org: org_id.clone(),
+        let invite = Invite::new(
+            org_id.clone(),
             email,
-            invited_by: me.as_ref().map(|u| u.id.clone()),
-            role: req.role,
-            teams: teams.clone(),
-            token_hash: token.hash(),
-            created_at: t,
-            expires_at: t + time::Duration::days(INVITE_LIFETIME_DAYS),
-            accepted_at: None,
-            accepted_by: None,
-            revoked_at: None,
-            sent: 1,
-            version: 1,
-        };
+            me.as_ref().map(|u| u.id.clone()),
+            req.role,
+            teams.clone(),
+            token.hash(),
+        );
         s.services.directory.create_invite(&invite).await?;
         s.services
             .mailer

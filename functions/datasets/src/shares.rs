@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use shared::access::{Action, Actor};
 use shared::auth::Caller;
 use shared::domain::{
-    AuditAction, AuditEntry, Dataset, Email, Grant, Invite, InviteId, LinkToken, OrgRole, TeamId,
-    UserId, Visibility, now,
+    AuditAction, AuditEntry, Dataset, Email, Grant, INVITE_LIFETIME_DAYS, Invite, LinkToken,
+    OrgRole, TeamId, UserId, Visibility, now,
 };
 use shared::error::{ApiJson, Problem};
 use shared::mail::{Mail, html_escape};
@@ -24,7 +24,6 @@ use crate::{AppState, Subject, bounded};
 
 const MAX_EMAILS_PER_CALL: usize = 50;
 const MAX_MESSAGE: usize = 2_000;
-const INVITE_LIFETIME_DAYS: i64 = 14;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -252,26 +251,18 @@ pub(crate) async fn share(
             }
             Err(CatalogError::NotFound) => {
                 let token = LinkToken::generate();
-                let invite = Invite {
-                    id: InviteId::generate(),
-                    org: dataset.org.clone(),
-                    email: email.clone(),
+                let invite = Invite::new(
+                    dataset.org.clone(),
+                    email.clone(),
                     // Only a member of the dataset's organization is recorded as its sender.
-                    invited_by: actor
+                    actor
                         .user_id()
                         .filter(|_| actor.org() == Some(&dataset.org))
                         .cloned(),
-                    role: OrgRole::User,
-                    teams: std::collections::BTreeMap::<TeamId, _>::new(),
-                    token_hash: token.hash(),
-                    created_at: t,
-                    expires_at: t + time::Duration::days(INVITE_LIFETIME_DAYS),
-                    accepted_at: None,
-                    accepted_by: None,
-                    revoked_at: None,
-                    sent: 1,
-                    version: 1,
-                };
+                    OrgRole::User,
+                    std::collections::BTreeMap::new(),
+                    token.hash(),
+                );
                 services.directory.create_invite(&invite).await?;
                 grant.invite = Some(invite.id);
                 (ShareOutcome::Invited, Some(token))
@@ -393,6 +384,15 @@ pub struct ChangeShare {
     pub can_share: Option<bool>,
 }
 
+fn changed_concurrently(e: CatalogError) -> ApiError {
+    match e {
+        CatalogError::Conflict => {
+            ApiError::Conflict("the share changed concurrently; retry".into())
+        }
+        other => other.into(),
+    }
+}
+
 async fn grant_at(services: &Services, dataset: &Dataset, email: &str) -> Result<Grant, ApiError> {
     let no_share = || ApiError::NotFound("this dataset is not shared with that address".into());
     let email = Email::parse(email).map_err(|_| no_share())?;
@@ -441,12 +441,7 @@ pub(crate) async fn change_share(
         .catalog
         .save_grant(&next, Some(grant.version), &audit)
         .await
-        .map_err(|e| match e {
-            CatalogError::Conflict => {
-                ApiError::Conflict("the share changed concurrently; retry".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(changed_concurrently)?;
     services.forget_grant(&next.dataset_id, &next.email);
     Ok(ApiJson(GrantView::from(&next)))
 }
@@ -486,12 +481,7 @@ pub(crate) async fn revoke_share(
         .catalog
         .delete_grant(&grant, &audit)
         .await
-        .map_err(|e| match e {
-            CatalogError::Conflict => {
-                ApiError::Conflict("the share changed concurrently; retry".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(changed_concurrently)?;
     services.forget_grant(&grant.dataset_id, &grant.email);
     if let (None, Some(invite_id)) = (&grant.user, &grant.invite) {
         match services.directory.invite(invite_id).await {

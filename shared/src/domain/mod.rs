@@ -21,7 +21,7 @@ pub use dataset::{
 };
 pub use ids::{AnnotationId, DatasetId, InviteId, LinkId, OrgId, TeamId, UserId};
 pub use key::ObjectKey;
-pub use people::{Invite, InviteState, Organization, Session, Team, User};
+pub use people::{INVITE_LIFETIME_DAYS, Invite, InviteState, Organization, Session, Team, User};
 pub use sharing::{
     AuditAction, AuditEntry, Grant, LinkPermission, LinkScope, LinkUsage, UsageDelta,
 };

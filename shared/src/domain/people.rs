@@ -99,7 +99,38 @@ pub enum InviteState {
     Expired,
 }
 
+/// How long an invitation link stays valid.
+pub const INVITE_LIFETIME_DAYS: i64 = 14;
+
 impl Invite {
+    /// A new, pending invitation with a fresh id, valid for [`INVITE_LIFETIME_DAYS`].
+    pub fn new(
+        org: OrgId,
+        email: Email,
+        invited_by: Option<UserId>,
+        role: OrgRole,
+        teams: BTreeMap<TeamId, TeamRole>,
+        token_hash: TokenHash,
+    ) -> Self {
+        let t = super::now();
+        Self {
+            id: InviteId::generate(),
+            org,
+            email,
+            invited_by,
+            role,
+            teams,
+            token_hash,
+            created_at: t,
+            expires_at: t + time::Duration::days(INVITE_LIFETIME_DAYS),
+            accepted_at: None,
+            accepted_by: None,
+            revoked_at: None,
+            sent: 1,
+            version: 1,
+        }
+    }
+
     pub fn state_at(&self, now: Timestamp) -> InviteState {
         if self.accepted_at.is_some() {
             InviteState::Accepted

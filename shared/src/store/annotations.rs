@@ -43,8 +43,16 @@ impl From<StoreError> for SaveError {
     }
 }
 
-/// How often a save retries when only the record's other fields changed meanwhile.
-const RETRIES: usize = 8;
+/// How often a save retries when only the record's other fields changed meanwhile, and a
+/// record change when anything did; with a growing random pause between attempts.
+const RETRIES: usize = 24;
+
+async fn pause(attempt: usize) {
+    if attempt > 0 {
+        let ms = rand::random_range(1..=4 * attempt as u64);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Annotations {
@@ -157,7 +165,8 @@ impl Annotations {
         actions: u32,
         body: &VersionBody,
     ) -> Result<Annotation, SaveError> {
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            pause(attempt).await;
             let current = self.get(id).await?;
             if current.deleted_at.is_some() {
                 return Err(SaveError::Deleted);
@@ -225,16 +234,7 @@ impl Annotations {
         q.limit = limit;
         q.cursor = cursor;
         q.descending = true;
-        let page = self.store.query(&q).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(super::parse)
-            .collect::<Result<_, _>>()?;
-        Ok(Listing {
-            items,
-            next: page.next,
-        })
+        super::fetch_page(&self.store, &q).await
     }
 
     /// A dataset's annotations, oldest first, a page at a time.
@@ -251,16 +251,7 @@ impl Annotations {
         );
         q.limit = limit;
         q.cursor = cursor;
-        let page = self.store.query(&q).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(super::parse)
-            .collect::<Result<_, _>>()?;
-        Ok(Listing {
-            items,
-            next: page.next,
-        })
+        super::fetch_page(&self.store, &q).await
     }
 
     async fn pointed(&self, pk: String, prefix: &str) -> Result<Vec<Annotation>, CatalogError> {
@@ -301,7 +292,8 @@ impl Annotations {
         expected_revision: Option<u64>,
         change: impl Fn(&mut Annotation),
     ) -> Result<Annotation, CatalogError> {
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            pause(attempt).await;
             let current = self.get(id).await?;
             if expected_revision.is_some_and(|r| r != current.revision) {
                 return Err(CatalogError::Conflict);

@@ -4,7 +4,6 @@
 
 use super::{
     Cond, Cursor, DynStore, Index, Item, Query, StoreError, Write, body, fetch, fetch_all, keys,
-    parse,
 };
 use crate::domain::{
     AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, DatasetPatch, Email, Grant, LinkId,
@@ -191,16 +190,7 @@ impl Catalog {
         &self,
         q: Query,
     ) -> Result<Listing<T>, CatalogError> {
-        let page = self.store.query(&q).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(parse)
-            .collect::<Result<_, _>>()?;
-        Ok(Listing {
-            items,
-            next: page.next,
-        })
+        super::fetch_page(&self.store, &q).await
     }
 
     /// The public gallery (public and featured datasets), by display name, a page at a time.

@@ -212,6 +212,23 @@ pub(crate) async fn fetch<T: serde::de::DeserializeOwned>(
     Ok(parse(item)?)
 }
 
+/// One page of records a query matches.
+pub(crate) async fn fetch_page<T: serde::de::DeserializeOwned>(
+    store: &DynStore,
+    query: &Query,
+) -> Result<catalog::Listing<T>, catalog::CatalogError> {
+    let page = store.query(query).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(parse)
+        .collect::<Result<_, _>>()?;
+    Ok(catalog::Listing {
+        items,
+        next: page.next,
+    })
+}
+
 /// Every record a query matches, following its pages.
 pub(crate) async fn fetch_all<T: serde::de::DeserializeOwned>(
     store: &DynStore,
