@@ -180,6 +180,9 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
         None => secret_file(&data_dir.join("jwt.key"))?,
     };
     let outbox = data_dir.join("outbox.jsonl").to_string_lossy().into_owned();
+    let annotations = data_dir.join("objects/annotations");
+    std::fs::create_dir_all(&annotations).map_err(io(&annotations))?;
+    let annotations = annotations.to_string_lossy().into_owned();
     let objects_root = data_dir.join("objects");
     let mut roots = vec![objects_root];
     roots.extend(opts.local_roots.iter().cloned());
@@ -215,6 +218,8 @@ fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Co
             "ZARRSHARE_TABLE" if aws => set.or_else(|| Some("zarrshare".into())),
             "ZARRSHARE_TABLE" => None,
             "ZARRSHARE_EMBEDDED_DB" => Some(embedded.to_string_lossy().into_owned()),
+            // Locally, annotation bodies go to the data directory; with --aws to the bucket.
+            "ZARRSHARE_ANNOTATIONS_URL" if !aws => set.or_else(|| Some(annotations.clone())),
             "ZARRSHARE_DATA_BUCKET" if aws => set.or_else(|| Some("zarrshare-data".into())),
             _ => set,
         }

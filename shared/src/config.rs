@@ -57,6 +57,9 @@ pub struct Config {
     pub unlock_ttl: Duration,
     /// The Neuroglancer deployment view-state links open in.
     pub neuroglancer_url: String,
+    /// Where annotation bodies (and volume annotations) are written: `s3://bucket/prefix` or a
+    /// local directory below the data roots. Defaults to `annotations/` in the data bucket.
+    pub annotations: Option<crate::domain::StorageUrl>,
 }
 
 /// The longest a revocation may take to reach every function instance.
@@ -201,6 +204,29 @@ impl Config {
             )?,
             neuroglancer_url: var("ZARRSHARE_NEUROGLANCER_URL")
                 .unwrap_or_else(|| "https://neuroglancer-demo.appspot.com/".into()),
+            annotations: match (var("ZARRSHARE_ANNOTATIONS_URL"), var("ZARRSHARE_DATA_BUCKET")) {
+                (Some(url), _) => Some(crate::domain::StorageUrl::parse(&url).map_err(|_| {
+                    ConfigError::Invalid {
+                        name: "ZARRSHARE_ANNOTATIONS_URL",
+                        why: "not an s3:// URL or an absolute path",
+                    }
+                })?),
+                (None, Some(bucket)) => {
+                    let prefix = var("ZARRSHARE_ANNOTATIONS_PREFIX")
+                        .unwrap_or_else(|| "annotations/".into());
+                    Some(
+                        crate::domain::StorageUrl::parse(&format!(
+                            "s3://{bucket}/{}",
+                            prefix.trim_matches('/')
+                        ))
+                        .map_err(|_| ConfigError::Invalid {
+                            name: "ZARRSHARE_ANNOTATIONS_PREFIX",
+                            why: "not a key prefix",
+                        })?,
+                    )
+                }
+                (None, None) => None,
+            },
             metadata,
             data_bucket: var("ZARRSHARE_DATA_BUCKET"),
             aws_endpoint: var("AWS_ENDPOINT_URL"),

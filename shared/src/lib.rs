@@ -8,6 +8,7 @@ pub mod store;
 pub use error::ApiError;
 pub mod access;
 pub mod auth;
+pub mod bodies;
 pub mod capability;
 pub mod config;
 pub mod mail;

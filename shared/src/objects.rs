@@ -13,7 +13,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{GetOptions, GetResult, ObjectStore};
+use object_store::{GetOptions, GetResult, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ObjectKey, StorageUrl};
@@ -217,6 +217,14 @@ impl Location {
         options: GetOptions,
     ) -> Result<GetResult, ObjectsError> {
         Ok(self.store.get_opts(&self.path(key), options).await?)
+    }
+
+    /// Writes one object (whole; S3 PUT semantics).
+    pub async fn put(&self, key: &ObjectKey, bytes: bytes::Bytes) -> Result<(), ObjectsError> {
+        self.store
+            .put(&self.path(key), object_store::PutPayload::from_bytes(bytes))
+            .await?;
+        Ok(())
     }
 
     /// Up to `limit` objects (key below the root, size) at or below `prefix`, in key order,

@@ -72,6 +72,8 @@ pub struct Services {
     pub signer: crate::capability::Signer,
     /// Link usage counted since the last flush.
     pub usage: Arc<UsageMeter>,
+    /// Where annotation bodies go.
+    pub bodies: crate::bodies::Bodies,
     cache: AccessCache,
 }
 
@@ -91,6 +93,8 @@ pub enum StartupError {
     WeakKey(#[from] crate::auth::WeakKey),
     #[error("could not open the metadata store")]
     Store(#[from] StoreError),
+    #[error("the annotation storage (ZARRSHARE_ANNOTATIONS_URL) cannot be opened")]
+    Annotations(#[source] ObjectsError),
 }
 
 /// The AWS SDK configuration for this process (endpoint override for LocalStack).
@@ -181,7 +185,10 @@ impl Services {
             tokens.clone(),
             directory.clone(),
         )?);
+        let bodies = crate::bodies::Bodies::new(&objects, config.annotations.as_ref())
+            .map_err(StartupError::Annotations)?;
         Ok(Self {
+            bodies,
             cache: AccessCache::new(config.access_cache_ttl),
             signer: crate::capability::Signer::new(&config.signing_secret),
             usage: Arc::new(UsageMeter::new(config.usage_flush_interval)),
