@@ -204,7 +204,10 @@ impl Config {
             )?,
             neuroglancer_url: var("ZARRSHARE_NEUROGLANCER_URL")
                 .unwrap_or_else(|| "https://neuroglancer-demo.appspot.com/".into()),
-            annotations: match (var("ZARRSHARE_ANNOTATIONS_URL"), var("ZARRSHARE_DATA_BUCKET")) {
+            annotations: match (
+                var("ZARRSHARE_ANNOTATIONS_URL"),
+                var("ZARRSHARE_DATA_BUCKET"),
+            ) {
                 (Some(url), _) => Some(crate::domain::StorageUrl::parse(&url).map_err(|_| {
                     ConfigError::Invalid {
                         name: "ZARRSHARE_ANNOTATIONS_URL",
