@@ -7,6 +7,7 @@ mod ids;
 mod key;
 mod people;
 mod sharing;
+pub mod skeleton;
 mod storage_url;
 mod token;
 
