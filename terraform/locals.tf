@@ -67,6 +67,22 @@ locals {
         ZARRSHARE_NEUROGLANCER_URL = var.neuroglancer_url
       }
     }
+    annotations = {
+      description = "The annotations API: skeleton annotations with versioned saves, visibility, team sharing, copies, NML downloads."
+      routes = [
+        "ANY /api/annotations",
+        "ANY /api/annotations/{proxy+}",
+      ]
+      memory_mb   = 1024
+      timeout_s   = 15
+      ddb_write   = true
+      usage_write = false
+      s3_write    = true # version bodies over 32 KB, under var.annotations_prefix
+      ses_send    = false
+      env = {
+        ZARRSHARE_JWT_SECRET = var.jwt_secret
+      }
+    }
     accounts = {
       description = "The accounts API: organizations, sign-up and login, activation, teams, experience, e-mail invitations."
       routes = [

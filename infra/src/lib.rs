@@ -9,6 +9,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = datasets::openapi();
     doc.merge(chunks::openapi());
     doc.merge(accounts::openapi());
+    doc.merge(annotations::openapi());
     doc.info.title = "zarrshare".into();
     doc.info.description = Some(
         "Share Zarr / OME-Zarr datasets: public data URLs, secret share links, and the chunk function viewers read from.".into(),

@@ -156,6 +156,7 @@ pub fn app(services: Arc<Services>, counts: Arc<CallCounts>) -> Router {
     };
     chunks::routes(services.clone())
         .merge(datasets::routes(services.clone()))
+        .merge(annotations::routes(services.clone()))
         .merge(accounts::routes(services))
         .route("/_local/stats", get(stats))
         .route("/", get(index))

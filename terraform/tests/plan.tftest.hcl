@@ -69,6 +69,13 @@ override_resource {
   }
 }
 override_resource {
+  target          = aws_apigatewayv2_integration.fn["annotations"]
+  override_during = plan
+  values = {
+    id = "integration-annotations"
+  }
+}
+override_resource {
   target          = aws_apigatewayv2_integration.fn["datasets"]
   override_during = plan
   values = {
@@ -89,8 +96,8 @@ run "every_function_is_wired" {
   command = plan
 
   assert {
-    condition     = toset(keys(aws_lambda_function.fn)) == toset(["accounts", "chunks", "datasets"])
-    error_message = "Expected exactly the accounts, chunks and datasets functions."
+    condition     = toset(keys(aws_lambda_function.fn)) == toset(["accounts", "annotations", "chunks", "datasets"])
+    error_message = "Expected exactly the accounts, annotations, chunks and datasets functions."
   }
 
   assert {
@@ -145,6 +152,7 @@ run "every_function_is_wired" {
       "GET /files/{proxy+}", "OPTIONS /files/{proxy+}",
       "ANY /api/datasets", "ANY /api/datasets/{proxy+}", "GET /api/openapi.json",
       "ANY /api/links", "ANY /api/links/{proxy+}", "ANY /api/gallery", "ANY /api/qr",
+      "ANY /api/annotations", "ANY /api/annotations/{proxy+}",
       "ANY /api/organizations", "ANY /api/auth/{proxy+}", "ANY /api/me", "ANY /api/users", "ANY /api/users/{proxy+}",
       "ANY /api/teams", "ANY /api/invites", "ANY /api/invites/{proxy+}",
     ])
@@ -163,7 +171,8 @@ run "every_function_is_wired" {
     condition = alltrue([
       for rk in keys(aws_apigatewayv2_route.fn) : local.routes[rk].function == (
         length(regexall("^[A-Z]+ /(data|s|ng|u|files)/", rk)) > 0 ? "chunks" :
-        length(regexall("^[A-Z]+ /api/(datasets|openapi|links|gallery|qr)", rk)) > 0 ? "datasets" : "accounts"
+        length(regexall("^[A-Z]+ /api/(datasets|openapi|links|gallery|qr)", rk)) > 0 ? "datasets" :
+        length(regexall("^[A-Z]+ /api/annotations", rk)) > 0 ? "annotations" : "accounts"
       )
     ])
     error_message = "Chunk routes must go to chunks, dataset routes to datasets, account routes to accounts."
@@ -234,10 +243,20 @@ run "least_privilege_policies" {
 
   assert {
     condition = alltrue([
-      for s in jsondecode(aws_iam_role_policy.fn["datasets"].policy).Statement :
-      s.Resource == ["${aws_s3_bucket.data.arn}/annotations/*"] if contains(s.Action, "s3:PutObject")
+      for k, p in aws_iam_role_policy.fn : alltrue([
+        for s in jsondecode(p.policy).Statement :
+        s.Resource == ["${aws_s3_bucket.data.arn}/annotations/*"] if contains(s.Action, "s3:PutObject")
+      ])
     ])
-    error_message = "datasets may write to the data bucket only under the annotations prefix."
+    error_message = "A function may write to the data bucket only under the annotations prefix."
+  }
+
+  assert {
+    condition = (
+      length([for s in jsondecode(aws_iam_role_policy.fn["annotations"].policy).Statement : s if contains(s.Action, "s3:PutObject")]) == 1 &&
+      length(flatten([for k in ["accounts", "chunks", "datasets"] : [for s in jsondecode(aws_iam_role_policy.fn[k].policy).Statement : s if contains(s.Action, "s3:PutObject")]])) == 0
+    )
+    error_message = "Only the annotations function writes objects (version bodies)."
   }
 
   assert {

@@ -1,0 +1,233 @@
+//! Save throughput and latency of the annotations function, in process over the embedded store
+//! (the local default): one writer saving batches back to back, then several writers racing on
+//! one annotation (each retrying after a 409 on the version it is told).
+//!
+//!   cargo bench -p annotations --bench saves      (BENCH_SAVES=400 BENCH_WRITERS=8 by default)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use shared::Services;
+use shared::config::Config;
+use shared::domain::{
+    Dataset, DatasetId, DatasetName, Email, OrgId, OrgRole, Organization, StorageUrl, TeamId,
+    TeamRole, User, UserId, Visibility, ZarrFormat, now,
+};
+use shared::store::embedded::EmbeddedStore;
+use tower::ServiceExt;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// One batch: a tree with ten connected nodes (what a tracer sends every few seconds).
+fn batch(tree: u32, first_node: u32) -> Value {
+    let mut actions =
+        vec![json!({"name": "createTree", "value": {"id": tree, "name": format!("tree {tree}")}})];
+    for i in 0..10u32 {
+        let id = first_node + i;
+        actions.push(
+            json!({"name": "createNode", "value": {"treeId": tree, "node": {
+            "id": id, "position": [i64::from(id), 100, 50], "radius": 1.5, "created": 1_700_000_000_000_i64}}}),
+        );
+        if i > 0 {
+            actions.push(json!({"name": "createEdge", "value": {"treeId": tree, "source": id - 1, "target": id}}));
+        }
+    }
+    Value::Array(actions)
+}
+
+async fn post(app: &axum::Router, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    let r = app
+        .clone()
+        .oneshot(
+            Request::post(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let saves = env_num("BENCH_SAVES", 400);
+    let writers = env_num("BENCH_WRITERS", 8);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    let db = root.join("meta.redb");
+    let vars = [
+        ("ZARRSHARE_EMBEDDED_DB", db.to_string_lossy().into_owned()),
+        ("ZARRSHARE_LOCAL_ROOTS", root.to_string_lossy().into_owned()),
+        (
+            "ZARRSHARE_ANNOTATIONS_URL",
+            root.join("annotations").to_string_lossy().into_owned(),
+        ),
+        ("ZARRSHARE_ORG", "lab".to_owned()),
+    ];
+    let config =
+        Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
+            .unwrap();
+    let services =
+        Arc::new(Services::new(config, Arc::new(EmbeddedStore::open(&db).unwrap())).unwrap());
+    let t = now();
+    let org = OrgId::parse("lab").unwrap();
+    let team = TeamId::generate();
+    let user = User {
+        id: UserId::generate(),
+        org: org.clone(),
+        email: Email::parse("tracer@lab.org").unwrap(),
+        name: "Tracer".into(),
+        password_hash: String::new(),
+        active: true,
+        role: OrgRole::User,
+        teams: [(team.clone(), TeamRole::Member)].into(),
+        experience: Default::default(),
+        token_generation: 0,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: t,
+        version: 1,
+    };
+    let organization = Organization {
+        id: org.clone(),
+        name: "Lab".into(),
+        auto_activate: false,
+        created_at: t,
+        version: 1,
+    };
+    services
+        .directory
+        .create_org(&organization, &user)
+        .await
+        .unwrap();
+    let dataset = Dataset {
+        id: DatasetId::generate(),
+        org: org.clone(),
+        name: DatasetName::parse("em").unwrap(),
+        display_name: "EM".into(),
+        description: String::new(),
+        storage: StorageUrl::parse("s3://lab-data/em.zarr").unwrap(),
+        visibility: Visibility::Private,
+        featured: false,
+        owner: None,
+        allowed_teams: [team].into(),
+        zarr_format: ZarrFormat::V3,
+        ome_version: None,
+        layers: vec![],
+        created_at: t,
+        updated_at: t,
+        version: 1,
+    };
+    services
+        .catalog
+        .create_dataset(&dataset, "bench")
+        .await
+        .unwrap();
+    let token = services.tokens.issue(&user.id, &org, 0).unwrap();
+    let app = annotations::router(services.clone());
+    let new = |name: &str| json!({"dataset_id": dataset.id, "name": name, "kind": "skeleton"});
+
+    // One writer, back to back.
+    let (_, created) = post(&app, "/api/annotations", &token, new("sequential")).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    for n in 0..saves {
+        let body = json!({"base_version": n, "actions": batch(n as u32 + 1, n as u32 * 10 + 1)});
+        let began = Instant::now();
+        let (status, reply) =
+            post(&app, &format!("/api/annotations/{id}/saves"), &token, body).await;
+        latencies.push(began.elapsed());
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    println!(
+        "one writer:   {saves} saves of 20 actions  {:>7.0} saves/s  p50 {:>6} µs  p99 {:>6} µs  (final skeleton {} nodes)",
+        saves as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_micros(),
+        percentile(&latencies, 0.99).as_micros(),
+        saves * 10,
+    );
+
+    // Several writers racing on one annotation.
+    let (_, created) = post(&app, "/api/annotations", &token, new("raced")).await;
+    let id = Arc::new(created["id"].as_str().unwrap().to_owned());
+    let per_writer = (saves / writers).max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (app, token, id) = (app.clone(), token.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut base, mut conflicts, mut latencies) = (0u64, 0u64, Vec::new());
+            for n in 0..per_writer {
+                let tree = (w * per_writer + n) as u32 + 1;
+                let began = Instant::now();
+                loop {
+                    let body = json!({"base_version": base, "actions": batch(tree, tree * 10)});
+                    let (status, reply) =
+                        post(&app, &format!("/api/annotations/{id}/saves"), &token, body).await;
+                    match status {
+                        StatusCode::CREATED => {
+                            base = reply["version"].as_u64().unwrap();
+                            break;
+                        }
+                        StatusCode::CONFLICT => {
+                            conflicts += 1;
+                            let detail = reply["detail"].as_str().unwrap_or_default();
+                            base = detail
+                                .split("latest is version ")
+                                .nth(1)
+                                .and_then(|r| r.split(':').next())
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap();
+                        }
+                        other => panic!("save: {other} {reply}"),
+                    }
+                }
+                latencies.push(began.elapsed());
+            }
+            (conflicts, latencies)
+        }));
+    }
+    let (mut conflicts, mut latencies) = (0, Vec::new());
+    for t in tasks {
+        let (c, l) = t.await.unwrap();
+        conflicts += c;
+        latencies.extend(l);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let accepted = per_writer * writers;
+    println!(
+        "{writers} writers:    {accepted} saves accepted       {:>7.0} saves/s  p50 {:>6} µs  p99 {:>6} µs  (409s answered and retried: {conflicts})",
+        accepted as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_micros(),
+        percentile(&latencies, 0.99).as_micros(),
+    );
+}

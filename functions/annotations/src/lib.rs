@@ -1,0 +1,914 @@
+//! The annotations function: skeleton annotations on datasets, owned by one user, with
+//! visibility (private / internal / public), team sharing, versioned saves of webKnossos update
+//! actions (a stale save is 409 with the current version), every version readable, downloads as
+//! NML and JSON, soft deletion, and "copy to my account". Handlers stay thin: parse, ask the
+//! access decision, call the store.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use shared::access::{
+    Action, Actor, AnnotationFacts, DatasetFacts, Decision, GrantFacts, Resource, decide, require,
+};
+use shared::auth::{Authenticator, Caller};
+use shared::domain::skeleton::{MAX_ACTIONS_PER_SAVE, NmlMeta, Skeleton, UpdateAction, to_nml};
+use shared::domain::{
+    Annotation, AnnotationId, AnnotationKind, AnnotationOrigin, AnnotationVersion,
+    AnnotationVisibility, Dataset, DatasetId, TeamId, annotation_name, now,
+};
+use shared::error::{ApiJson, ApiQuery, Problem};
+use shared::store::Annotations;
+use shared::store::annotations::SaveError;
+use shared::store::catalog::CatalogError;
+use shared::{ApiError, Services};
+use utoipa::{IntoParams, ToSchema};
+
+/// Saves carry at most this much JSON (5000 actions of nodes fit easily).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+const MAX_DESCRIPTION: usize = 10_000;
+
+#[derive(Clone)]
+struct AppState {
+    services: Arc<Services>,
+    annotations: Annotations,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(s: &AppState) -> Self {
+        s.services.auth.clone()
+    }
+}
+
+/// The function as deployed: its routes, a problem-document fallback, CORS.
+pub fn router(services: Arc<Services>) -> Router {
+    routes(services)
+        .fallback(shared::error::no_route)
+        .layer(shared::http::cors())
+}
+
+/// Just the routes, for mounting beside other functions' in the local server.
+pub fn routes(services: Arc<Services>) -> Router {
+    let annotations = Annotations::new(services.catalog.store().clone());
+    Router::new()
+        .route("/api/annotations", get(list).post(create))
+        .route(
+            "/api/annotations/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/annotations/{id}/restore", post(restore))
+        .route("/api/annotations/{id}/saves", post(save))
+        .route("/api/annotations/{id}/versions", get(versions))
+        .route("/api/annotations/{id}/versions/{version}", get(version))
+        .route("/api/annotations/{id}/download", get(download))
+        .route("/api/annotations/{id}/copy", post(copy))
+        .method_not_allowed_fallback(shared::error::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AppState {
+            services,
+            annotations,
+        })
+}
+
+/// This function's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        paths(list, create, show, update, remove, restore, save, versions, version, download, copy),
+        components(schemas(Problem)),
+        tags((name = "annotations", description = "Skeleton annotations: versioned saves, visibility, team sharing, copies, NML")),
+    )]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and deciding
+
+/// An annotation with everything the decision needs about it.
+struct Subject {
+    annotation: Annotation,
+    dataset: Dataset,
+    grant: Option<GrantFacts>,
+    owner_teams: BTreeSet<TeamId>,
+}
+
+impl Subject {
+    fn facts(&self) -> AnnotationFacts<'_> {
+        AnnotationFacts {
+            id: &self.annotation.id,
+            owner: &self.annotation.owner,
+            org: &self.annotation.org,
+            visibility: self.annotation.visibility,
+            owner_teams: &self.owner_teams,
+            deleted: self.annotation.deleted_at.is_some(),
+            dataset: DatasetFacts::of(&self.dataset, self.grant),
+        }
+    }
+
+    fn require(&self, actor: &Actor, action: Action) -> Result<(), ApiError> {
+        require(actor, action, Resource::Annotation(self.facts()))
+    }
+
+    fn allows(&self, actor: &Actor, action: Action) -> bool {
+        decide(actor, action, Resource::Annotation(self.facts()), now()) == Decision::Allow
+    }
+}
+
+fn not_found(e: CatalogError) -> ApiError {
+    match e {
+        CatalogError::NotFound => ApiError::NotFound("no such annotation".into()),
+        other => other.into(),
+    }
+}
+
+/// The caller's grant on a dataset (bound to their account), from the access cache.
+async fn grant_of(
+    services: &Services,
+    actor: &Actor,
+    dataset: &DatasetId,
+) -> Result<Option<GrantFacts>, ApiError> {
+    let Actor::User(m) = actor else {
+        return Ok(None);
+    };
+    let (Some(email), Some(me)) = (&m.email, &m.id) else {
+        return Ok(None);
+    };
+    Ok(services
+        .resolve_grant(dataset, email)
+        .await?
+        .filter(|g| g.user.as_ref() == Some(me))
+        .map(|g| GrantFacts {
+            can_modify: g.can_modify,
+            can_share: g.can_share,
+        }))
+}
+
+async fn dataset(services: &Services, id: &DatasetId) -> Result<Dataset, ApiError> {
+    services.catalog.dataset(id).await.map_err(|e| match e {
+        CatalogError::NotFound => ApiError::NotFound("no such dataset".into()),
+        other => other.into(),
+    })
+}
+
+async fn subject(s: &AppState, actor: &Actor, id: &str) -> Result<Subject, ApiError> {
+    let id =
+        AnnotationId::parse(id).map_err(|_| ApiError::NotFound("no such annotation".into()))?;
+    let annotation = s.annotations.get(&id).await.map_err(not_found)?;
+    let dataset = dataset(&s.services, &annotation.dataset_id).await?;
+    let grant = grant_of(&s.services, actor, &dataset.id).await?;
+    let owner_teams = match s.services.resolve_user(&annotation.owner).await? {
+        Some(u) => u.teams.keys().cloned().collect(),
+        None => BTreeSet::new(),
+    };
+    Ok(Subject {
+        annotation,
+        dataset,
+        grant,
+        owner_teams,
+    })
+}
+
+/// Teams of the owner's organization, checked to exist there.
+async fn teams_of_org(
+    services: &Services,
+    org: &shared::domain::OrgId,
+    ids: &[String],
+) -> Result<BTreeSet<TeamId>, ApiError> {
+    let mut out = BTreeSet::new();
+    for id in ids {
+        let unknown = || ApiError::Unprocessable(format!("no team {id} in this organization"));
+        let team = TeamId::parse(id).map_err(|_| unknown())?;
+        match services.directory.team(&team).await {
+            Ok(t) if &t.org == org => {}
+            Ok(_) | Err(CatalogError::NotFound) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        }
+        out.insert(team);
+    }
+    Ok(out)
+}
+
+fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::Unprocessable(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        other => Ok(other),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+/// What the caller may do with an annotation.
+#[derive(Serialize, ToSchema)]
+pub struct AnnotationAccess {
+    pub read: bool,
+    pub edit: bool,
+    pub manage: bool,
+    pub copy: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnnotationView {
+    #[serde(flatten)]
+    pub annotation: Annotation,
+    pub access: AnnotationAccess,
+}
+
+impl AnnotationView {
+    fn of(subject: Subject, actor: &Actor) -> Self {
+        let access = AnnotationAccess {
+            read: subject.allows(actor, Action::ReadAnnotation),
+            edit: subject.allows(actor, Action::EditAnnotation),
+            manage: subject.allows(actor, Action::ManageAnnotation),
+            copy: subject.allows(actor, Action::CopyAnnotation),
+        };
+        Self {
+            annotation: subject.annotation,
+            access,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAnnotation {
+    pub dataset_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Only `skeleton` for now.
+    pub kind: AnnotationKind,
+    #[serde(default)]
+    pub visibility: AnnotationVisibility,
+    /// Teams (of your organization) to share it with.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+/// Start an annotation on a dataset you may annotate; you own it.
+#[utoipa::path(post, path = "/api/annotations", tag = "annotations", request_body = NewAnnotation,
+    responses((status = 201, body = AnnotationView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(req): ApiJson<NewAnnotation>,
+) -> Result<Response, ApiError> {
+    let services = &s.services;
+    let dataset_id = DatasetId::parse(&req.dataset_id)
+        .map_err(|_| ApiError::NotFound("no such dataset".into()))?;
+    let dataset = dataset(services, &dataset_id).await?;
+    let grant = grant_of(services, &actor, &dataset.id).await?;
+    require(
+        &actor,
+        Action::Annotate,
+        Resource::Dataset(DatasetFacts::of(&dataset, grant)),
+    )?;
+    let Actor::User(member) = &actor else {
+        return Err(ApiError::Unprocessable(
+            "annotations are owned by people: sign in to create one".into(),
+        ));
+    };
+    let Some(owner) = member.id.clone() else {
+        return Err(ApiError::Unprocessable(
+            "annotations are owned by people: sign in to create one".into(),
+        ));
+    };
+    if req.kind != AnnotationKind::Skeleton {
+        return Err(ApiError::Unprocessable(
+            "only skeleton annotations can be created here yet".into(),
+        ));
+    }
+    let teams = teams_of_org(services, &member.org, &req.teams).await?;
+    let t = now();
+    let annotation = Annotation {
+        id: AnnotationId::generate(),
+        dataset_id: dataset.id.clone(),
+        org: member.org.clone(),
+        owner,
+        name: annotation_name(&req.name)?,
+        description: bounded("description", req.description, MAX_DESCRIPTION)?.unwrap_or_default(),
+        kind: req.kind,
+        visibility: req.visibility,
+        teams,
+        forked_from: None,
+        version: 0,
+        revision: 1,
+        created_at: t,
+        updated_at: t,
+        deleted_at: None,
+    };
+    s.annotations.create(&annotation, None).await?;
+    let subject = Subject {
+        owner_teams: member.teams.keys().cloned().collect(),
+        annotation,
+        dataset,
+        grant,
+    };
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(AnnotationView::of(subject, &actor)),
+    )
+        .into_response())
+}
+
+/// Which annotations to list.
+#[derive(Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ListScope {
+    /// Your own annotations.
+    Mine,
+    /// Annotations shared with your teams.
+    SharedWithMyTeams,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The annotations of one dataset (that you may read) …
+    pub dataset: Option<String>,
+    /// … or yours, or those shared with your teams.
+    pub scope: Option<ListScope>,
+}
+
+/// Annotations you may read: of one dataset, yours, or shared with your teams.
+#[utoipa::path(get, path = "/api/annotations", tag = "annotations", params(ListQuery),
+    responses((status = 200, body = Vec<AnnotationView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+async fn list(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<ApiJson<Vec<AnnotationView>>, ApiError> {
+    let found: Vec<Annotation> = match (&q.dataset, q.scope) {
+        (Some(id), None) => {
+            let id =
+                DatasetId::parse(id).map_err(|_| ApiError::NotFound("no such dataset".into()))?;
+            let mut all = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = s.annotations.of_dataset(&id, 100, cursor).await?;
+                all.extend(page.items);
+                match page.next {
+                    Some(c) => cursor = Some(c),
+                    None => break all,
+                }
+            }
+        }
+        (None, Some(scope)) => {
+            let Actor::User(member) = &actor else {
+                return Err(ApiError::Unprocessable(
+                    "these lists are for signed-in people".into(),
+                ));
+            };
+            let Some(me) = &member.id else {
+                return Err(ApiError::Unprocessable(
+                    "these lists are for signed-in people".into(),
+                ));
+            };
+            match scope {
+                ListScope::Mine => s.annotations.of_owner(me).await?,
+                ListScope::SharedWithMyTeams => {
+                    let mut out: Vec<Annotation> = Vec::new();
+                    for team in member.teams.keys() {
+                        for a in s.annotations.shared_with(team).await? {
+                            if &a.owner != me && !out.iter().any(|o| o.id == a.id) {
+                                out.push(a);
+                            }
+                        }
+                    }
+                    out
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::BadRequest("give either dataset or scope".into()));
+        }
+    };
+    let mut out = Vec::new();
+    for a in found {
+        let subject = subject(&s, &actor, a.id.as_str()).await?;
+        if subject.allows(&actor, Action::ReadAnnotation)
+            && (subject.annotation.deleted_at.is_none() || q.scope == Some(ListScope::Mine))
+        {
+            out.push(AnnotationView::of(subject, &actor));
+        }
+    }
+    Ok(ApiJson(out))
+}
+
+/// An annotation's record, with what you may do with it.
+#[utoipa::path(get, path = "/api/annotations/{id}", tag = "annotations", params(("id" = String, Path)),
+    responses((status = 200, body = AnnotationView), (status = 404, body = Problem)))]
+async fn show(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<AnnotationView>, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::ReadAnnotation)?;
+    Ok(ApiJson(AnnotationView::of(subject, &actor)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub visibility: Option<AnnotationVisibility>,
+    /// Replaces the teams it is shared with.
+    pub teams: Option<Vec<String>>,
+    /// The revision you saw (optimistic concurrency); without it, the change applies to the latest.
+    pub revision: Option<u64>,
+}
+
+/// Rename, describe, change visibility or team sharing (owner or admin).
+#[utoipa::path(patch, path = "/api/annotations/{id}", tag = "annotations", params(("id" = String, Path)), request_body = AnnotationPatch,
+    responses((status = 200, body = AnnotationView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+async fn update(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AnnotationPatch>,
+) -> Result<ApiJson<AnnotationView>, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::ManageAnnotation)?;
+    let name = req.name.as_deref().map(annotation_name).transpose()?;
+    let description = bounded("description", req.description, MAX_DESCRIPTION)?;
+    let teams = match &req.teams {
+        Some(ids) => Some(teams_of_org(&s.services, &subject.annotation.org, ids).await?),
+        None => None,
+    };
+    let updated = s
+        .annotations
+        .update(&subject.annotation.id, req.revision, |a| {
+            if let Some(n) = &name {
+                a.name.clone_from(n);
+            }
+            if let Some(d) = &description {
+                a.description.clone_from(d);
+            }
+            if let Some(v) = req.visibility {
+                a.visibility = v;
+            }
+            if let Some(t) = &teams {
+                a.teams.clone_from(t);
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            CatalogError::Conflict => {
+                ApiError::Conflict("the annotation changed meanwhile; reload it".into())
+            }
+            other => not_found(other),
+        })?;
+    Ok(ApiJson(AnnotationView::of(
+        Subject {
+            annotation: updated,
+            ..subject
+        },
+        &actor,
+    )))
+}
+
+async fn set_deleted(
+    s: &AppState,
+    actor: &Actor,
+    id: &str,
+    deleted: bool,
+) -> Result<AnnotationView, ApiError> {
+    let subject = subject(s, actor, id).await?;
+    subject.require(actor, Action::ManageAnnotation)?;
+    let at = deleted.then(now);
+    let updated = s
+        .annotations
+        .update(&subject.annotation.id, None, |a| a.deleted_at = at)
+        .await
+        .map_err(not_found)?;
+    Ok(AnnotationView::of(
+        Subject {
+            annotation: updated,
+            ..subject
+        },
+        actor,
+    ))
+}
+
+/// Delete an annotation (soft: its owner and admins can restore it; others no longer see it).
+#[utoipa::path(delete, path = "/api/annotations/{id}", tag = "annotations", params(("id" = String, Path)),
+    responses((status = 200, body = AnnotationView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn remove(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<AnnotationView>, ApiError> {
+    Ok(ApiJson(set_deleted(&s, &actor, &id, true).await?))
+}
+
+/// Restore a deleted annotation.
+#[utoipa::path(post, path = "/api/annotations/{id}/restore", tag = "annotations", params(("id" = String, Path)),
+    responses((status = 200, body = AnnotationView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn restore(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<AnnotationView>, ApiError> {
+    Ok(ApiJson(set_deleted(&s, &actor, &id, false).await?))
+}
+
+/// The content of `version` (0: empty).
+async fn content(s: &AppState, id: &AnnotationId, version: u64) -> Result<Skeleton, ApiError> {
+    if version == 0 {
+        return Ok(Skeleton::default());
+    }
+    let v = s
+        .annotations
+        .version(id, version)
+        .await
+        .map_err(|e| match e {
+            CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
+            other => other.into(),
+        })?;
+    let value = s
+        .services
+        .bodies
+        .load(&v.body)
+        .await
+        .map_err(ApiError::internal)?;
+    serde_json::from_value(value).map_err(ApiError::internal)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Save {
+    /// The version these actions build on (the one you loaded).
+    pub base_version: u64,
+    /// webKnossos update actions (`{"name": "createNode", "value": {...}}`), applied in order,
+    /// all or nothing.
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<UpdateAction>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Saved {
+    pub version: u64,
+    pub trees: usize,
+    pub nodes: usize,
+    pub edges: usize,
+}
+
+/// Save a batch of update actions on top of `base_version`. Accepted saves get consecutive
+/// versions; a save on an older version is 409 with the current one (load it, rebase, retry).
+#[utoipa::path(post, path = "/api/annotations/{id}/saves", tag = "annotations", params(("id" = String, Path)), request_body = Save,
+    responses((status = 201, body = Saved), (status = 403, body = Problem), (status = 409, description = "Stale: the detail names the current version", body = Problem), (status = 422, body = Problem)))]
+async fn save(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<Save>,
+) -> Result<Response, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::EditAnnotation)?;
+    let a = &subject.annotation;
+    if req.actions.is_empty() || req.actions.len() > MAX_ACTIONS_PER_SAVE {
+        return Err(ApiError::Unprocessable(format!(
+            "a save carries 1-{MAX_ACTIONS_PER_SAVE} actions"
+        )));
+    }
+    let stale = |current: u64| {
+        ApiError::Conflict(format!(
+            "this save builds on version {}, but the latest is version {current}: load it and save again",
+            req.base_version
+        ))
+    };
+    if req.base_version != a.version {
+        return Err(stale(a.version));
+    }
+    let mut skeleton = content(&s, &a.id, req.base_version).await?;
+    skeleton
+        .apply(&req.actions)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let stats = skeleton.stats();
+    let value = serde_json::to_value(&skeleton).map_err(ApiError::internal)?;
+    let body = s
+        .services
+        .bodies
+        .store(&a.id, req.base_version + 1, &value)
+        .await
+        .map_err(ApiError::internal)?;
+    let saved = s
+        .annotations
+        .save(
+            &a.id,
+            req.base_version,
+            &actor.describe(),
+            u32::try_from(req.actions.len()).unwrap_or(u32::MAX),
+            &body,
+        )
+        .await
+        .map_err(|e| match e {
+            SaveError::Stale { current, .. } => stale(current),
+            SaveError::Deleted => {
+                ApiError::Conflict("the annotation is deleted; restore it first".into())
+            }
+            SaveError::NotFound => ApiError::NotFound("no such annotation".into()),
+            SaveError::Store(e) => e.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Saved {
+            version: saved.version,
+            trees: stats.trees,
+            nodes: stats.nodes,
+            edges: stats.edges,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub author: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub saved_at: time::OffsetDateTime,
+    pub actions: u32,
+}
+
+impl From<&AnnotationVersion> for VersionInfo {
+    fn from(v: &AnnotationVersion) -> Self {
+        Self {
+            version: v.version,
+            author: v.author.clone(),
+            saved_at: v.saved_at,
+            actions: v.actions,
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// 1–100, default 50.
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionPage {
+    /// Newest first.
+    pub items: Vec<VersionInfo>,
+    pub next_cursor: Option<String>,
+}
+
+/// The saved versions, newest first.
+#[utoipa::path(get, path = "/api/annotations/{id}/versions", tag = "annotations", params(("id" = String, Path), Page),
+    responses((status = 200, body = VersionPage), (status = 404, body = Problem)))]
+async fn versions(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<ApiJson<VersionPage>, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::ReadAnnotation)?;
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        ));
+    }
+    let listing = s
+        .annotations
+        .versions(
+            &subject.annotation.id,
+            limit,
+            page.cursor.map(shared::store::Cursor),
+        )
+        .await
+        .map_err(|e| match e {
+            CatalogError::Store(shared::store::StoreError::Invalid { .. }) => {
+                ApiError::BadRequest("invalid cursor".into())
+            }
+            other => other.into(),
+        })?;
+    Ok(ApiJson(VersionPage {
+        items: listing.items.iter().map(VersionInfo::from).collect(),
+        next_cursor: listing.next.map(|c| c.0),
+    }))
+}
+
+/// The skeleton as it was at one version.
+#[utoipa::path(get, path = "/api/annotations/{id}/versions/{version}", tag = "annotations",
+    params(("id" = String, Path), ("version" = u64, Path)),
+    responses((status = 200, description = "The skeleton (JSON)"), (status = 404, body = Problem)))]
+async fn version(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, version)): Path<(String, u64)>,
+) -> Result<ApiJson<Skeleton>, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::ReadAnnotation)?;
+    if version > subject.annotation.version {
+        return Err(ApiError::NotFound(format!("no version {version}")));
+    }
+    Ok(ApiJson(content(&s, &subject.annotation.id, version).await?))
+}
+
+#[derive(Clone, Copy, Deserialize, ToSchema, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Nml,
+    Json,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadQuery {
+    /// `nml` (default) or `json`.
+    pub format: Option<Format>,
+    /// A past version (default: the latest).
+    pub version: Option<u64>,
+}
+
+/// Download the skeleton as NML (webKnossos, and any NML reader) or JSON.
+#[utoipa::path(get, path = "/api/annotations/{id}/download", tag = "annotations", params(("id" = String, Path), DownloadQuery),
+    responses((status = 200, description = "The file", content_type = "application/xml"), (status = 404, body = Problem)))]
+async fn download(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::ReadAnnotation)?;
+    let a = &subject.annotation;
+    let version = q.version.unwrap_or(a.version);
+    if version > a.version {
+        return Err(ApiError::NotFound(format!("no version {version}")));
+    }
+    let skeleton = content(&s, &a.id, version).await?;
+    let safe_name: String = a
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (content_type, extension, body) = match q.format.unwrap_or_default() {
+        Format::Nml => {
+            let scale = subject
+                .dataset
+                .layers
+                .first()
+                .and_then(|l| {
+                    let level = l.levels.first()?;
+                    let scale = level.scale.as_ref()?;
+                    let spatial: Vec<f64> = l
+                        .axes
+                        .iter()
+                        .zip(scale)
+                        .filter(|(axis, _)| matches!(axis.as_str(), "x" | "y" | "z"))
+                        .map(|(_, s)| *s)
+                        .collect();
+                    // NML wants x, y, z in nanometres; OME lists z, y, x.
+                    let factor = match l.units.iter().find(|u| !u.is_empty()).map(String::as_str) {
+                        Some("micrometer") => 1000.0,
+                        Some("millimeter") => 1e6,
+                        _ => 1.0,
+                    };
+                    (spatial.len() == 3).then(|| {
+                        [
+                            spatial[2] * factor,
+                            spatial[1] * factor,
+                            spatial[0] * factor,
+                        ]
+                    })
+                })
+                .unwrap_or([1.0, 1.0, 1.0]);
+            let meta = NmlMeta {
+                dataset_name: subject.dataset.name.as_str().to_owned(),
+                description: a.description.clone(),
+                scale,
+                edit_position: None,
+                edit_rotation: None,
+                zoom: None,
+                time_ms: a.updated_at.unix_timestamp() * 1000,
+                annotation_id: a.id.to_string(),
+            };
+            (
+                "application/xml",
+                "nml",
+                to_nml(&skeleton, &meta).into_bytes(),
+            )
+        }
+        Format::Json => (
+            "application/json",
+            "json",
+            serde_json::to_vec(&skeleton).map_err(ApiError::internal)?,
+        ),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe_name}-v{version}.{extension}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Copy an annotation to your account: a new annotation of yours with the same content at
+/// version 1, remembering its origin; nothing syncs afterwards.
+#[utoipa::path(post, path = "/api/annotations/{id}/copy", tag = "annotations", params(("id" = String, Path)),
+    responses((status = 201, body = AnnotationView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn copy(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::CopyAnnotation)?;
+    let Actor::User(member) = &actor else {
+        return Err(ApiError::Unprocessable(
+            "copies are owned by people: sign in".into(),
+        ));
+    };
+    let Some(owner) = member.id.clone() else {
+        return Err(ApiError::Unprocessable(
+            "copies are owned by people: sign in".into(),
+        ));
+    };
+    let origin = &subject.annotation;
+    let t = now();
+    let mut copy = Annotation {
+        id: AnnotationId::generate(),
+        org: member.org.clone(),
+        owner,
+        name: annotation_name(&format!(
+            "{} (copy)",
+            origin.name.chars().take(190).collect::<String>()
+        ))?,
+        teams: BTreeSet::new(),
+        visibility: AnnotationVisibility::Internal,
+        forked_from: Some(AnnotationOrigin {
+            annotation: origin.id.clone(),
+            version: origin.version,
+        }),
+        version: 0,
+        revision: 1,
+        created_at: t,
+        updated_at: t,
+        deleted_at: None,
+        ..origin.clone()
+    };
+    let first = if origin.version > 0 {
+        let content = content(&s, &origin.id, origin.version).await?;
+        let value = serde_json::to_value(&content).map_err(ApiError::internal)?;
+        let body = s
+            .services
+            .bodies
+            .store(&copy.id, 1, &value)
+            .await
+            .map_err(ApiError::internal)?;
+        copy.version = 1;
+        Some(AnnotationVersion {
+            annotation: copy.id.clone(),
+            version: 1,
+            author: actor.describe(),
+            saved_at: t,
+            actions: 0,
+            body,
+        })
+    } else {
+        None
+    };
+    s.annotations.create(&copy, first.as_ref()).await?;
+    let view = AnnotationView::of(
+        Subject {
+            annotation: copy,
+            owner_teams: member.teams.keys().cloned().collect(),
+            ..subject
+        },
+        &actor,
+    );
+    Ok((StatusCode::CREATED, ApiJson(view)).into_response())
+}
