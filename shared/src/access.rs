@@ -67,6 +67,15 @@ impl Actor {
     }
 }
 
+impl From<&crate::domain::Grant> for GrantFacts {
+    fn from(g: &crate::domain::Grant) -> Self {
+        Self {
+            can_modify: g.can_modify,
+            can_share: g.can_share,
+        }
+    }
+}
+
 impl<'a> DatasetFacts<'a> {
     pub fn of(d: &'a crate::domain::Dataset, grant: Option<GrantFacts>) -> Self {
         Self {

@@ -191,6 +191,47 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+/// A text field with a length bound and no control characters (but newlines and tabs).
+pub fn bounded_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::Unprocessable(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        Some(v) if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
+            ApiError::Unprocessable(format!("{field} contains control characters")),
+        ),
+        other => Ok(other),
+    }
+}
+
+/// A page request from `limit` (1–100, default 50) and the previous page's `next_cursor`.
+pub fn page_request(
+    limit: Option<usize>,
+    cursor: Option<String>,
+) -> Result<(usize, Option<crate::store::Cursor>), ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        ));
+    }
+    Ok((limit, cursor.map(crate::store::Cursor)))
+}
+
+/// A store's complaint about a cursor is the caller's bad cursor.
+pub fn invalid_cursor(e: CatalogError) -> ApiError {
+    match e {
+        CatalogError::Store(StoreError::Invalid { .. }) => {
+            ApiError::BadRequest("invalid cursor".into())
+        }
+        other => other.into(),
+    }
+}
+
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         Self::BadRequest(r.body_text())

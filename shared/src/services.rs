@@ -287,6 +287,45 @@ impl Services {
         Ok(grant)
     }
 
+    /// The caller's own grant on a dataset (one bound to their account), from this instance's
+    /// cache when fresh.
+    pub async fn caller_grant(
+        &self,
+        actor: &crate::access::Actor,
+        dataset: &DatasetId,
+    ) -> Result<Option<Arc<Grant>>, ApiError> {
+        let crate::access::Actor::User(m) = actor else {
+            return Ok(None);
+        };
+        let (Some(email), Some(me)) = (&m.email, &m.id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .resolve_grant(dataset, email)
+            .await?
+            .filter(|g| g.user.as_ref() == Some(me)))
+    }
+
+    /// The teams of `org` named by `ids`, each checked to exist there (422 otherwise).
+    pub async fn org_teams(
+        &self,
+        org: &crate::domain::OrgId,
+        ids: &[String],
+    ) -> Result<std::collections::BTreeSet<crate::domain::TeamId>, ApiError> {
+        let mut out = std::collections::BTreeSet::new();
+        for id in ids {
+            let unknown = || ApiError::Unprocessable(format!("no team {id} in this organization"));
+            let team = crate::domain::TeamId::parse(id).map_err(|_| unknown())?;
+            match self.directory.team(&team).await {
+                Ok(t) if &t.org == org => {}
+                Ok(_) | Err(CatalogError::NotFound) => return Err(unknown()),
+                Err(e) => return Err(e.into()),
+            }
+            out.insert(team);
+        }
+        Ok(out)
+    }
+
     /// Forgets an account here (after it was deactivated or its roles changed in this process).
     pub fn forget_user(&self, id: &UserId) {
         self.cache.users.invalidate(id);

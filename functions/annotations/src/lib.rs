@@ -22,7 +22,7 @@ use shared::domain::{
     Annotation, AnnotationId, AnnotationKind, AnnotationOrigin, AnnotationVersion,
     AnnotationVisibility, Dataset, DatasetId, TeamId, annotation_name, now,
 };
-use shared::error::{ApiJson, ApiQuery, Problem};
+use shared::error::{ApiJson, ApiQuery, Problem, bounded_text, invalid_cursor, page_request};
 use shared::store::Annotations;
 use shared::store::annotations::SaveError;
 use shared::store::catalog::CatalogError;
@@ -133,20 +133,11 @@ async fn grant_of(
     actor: &Actor,
     dataset: &DatasetId,
 ) -> Result<Option<GrantFacts>, ApiError> {
-    let Actor::User(m) = actor else {
-        return Ok(None);
-    };
-    let (Some(email), Some(me)) = (&m.email, &m.id) else {
-        return Ok(None);
-    };
     Ok(services
-        .resolve_grant(dataset, email)
+        .caller_grant(actor, dataset)
         .await?
-        .filter(|g| g.user.as_ref() == Some(me))
-        .map(|g| GrantFacts {
-            can_modify: g.can_modify,
-            can_share: g.can_share,
-        }))
+        .as_deref()
+        .map(GrantFacts::from))
 }
 
 async fn dataset(services: &Services, id: &DatasetId) -> Result<Dataset, ApiError> {
@@ -172,35 +163,6 @@ async fn subject(s: &AppState, actor: &Actor, id: &str) -> Result<Subject, ApiEr
         grant,
         owner_teams,
     })
-}
-
-/// Teams of the owner's organization, checked to exist there.
-async fn teams_of_org(
-    services: &Services,
-    org: &shared::domain::OrgId,
-    ids: &[String],
-) -> Result<BTreeSet<TeamId>, ApiError> {
-    let mut out = BTreeSet::new();
-    for id in ids {
-        let unknown = || ApiError::Unprocessable(format!("no team {id} in this organization"));
-        let team = TeamId::parse(id).map_err(|_| unknown())?;
-        match services.directory.team(&team).await {
-            Ok(t) if &t.org == org => {}
-            Ok(_) | Err(CatalogError::NotFound) => return Err(unknown()),
-            Err(e) => return Err(e.into()),
-        }
-        out.insert(team);
-    }
-    Ok(out)
-}
-
-fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(v) if v.chars().count() > max => Err(ApiError::Unprocessable(format!(
-            "{field} is longer than {max} characters"
-        ))),
-        other => Ok(other),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,7 +251,7 @@ async fn create(
             "only skeleton annotations can be created here yet".into(),
         ));
     }
-    let teams = teams_of_org(services, &member.org, &req.teams).await?;
+    let teams = services.org_teams(&member.org, &req.teams).await?;
     let t = now();
     let annotation = Annotation {
         id: AnnotationId::generate(),
@@ -297,7 +259,8 @@ async fn create(
         org: member.org.clone(),
         owner,
         name: annotation_name(&req.name)?,
-        description: bounded("description", req.description, MAX_DESCRIPTION)?.unwrap_or_default(),
+        description: bounded_text("description", req.description, MAX_DESCRIPTION)?
+            .unwrap_or_default(),
         kind: req.kind,
         visibility: req.visibility,
         teams,
@@ -443,9 +406,9 @@ async fn update(
     let subject = subject(&s, &actor, &id).await?;
     subject.require(&actor, Action::ManageAnnotation)?;
     let name = req.name.as_deref().map(annotation_name).transpose()?;
-    let description = bounded("description", req.description, MAX_DESCRIPTION)?;
+    let description = bounded_text("description", req.description, MAX_DESCRIPTION)?;
     let teams = match &req.teams {
-        Some(ids) => Some(teams_of_org(&s.services, &subject.annotation.org, ids).await?),
+        Some(ids) => Some(s.services.org_teams(&subject.annotation.org, ids).await?),
         None => None,
     };
     let updated = s
@@ -682,26 +645,12 @@ async fn versions(
 ) -> Result<ApiJson<VersionPage>, ApiError> {
     let subject = subject(&s, &actor, &id).await?;
     subject.require(&actor, Action::ReadAnnotation)?;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 100".into(),
-        ));
-    }
+    let (limit, cursor) = page_request(page.limit, page.cursor)?;
     let listing = s
         .annotations
-        .versions(
-            &subject.annotation.id,
-            limit,
-            page.cursor.map(shared::store::Cursor),
-        )
+        .versions(&subject.annotation.id, limit, cursor)
         .await
-        .map_err(|e| match e {
-            CatalogError::Store(shared::store::StoreError::Invalid { .. }) => {
-                ApiError::BadRequest("invalid cursor".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(invalid_cursor)?;
     Ok(ApiJson(VersionPage {
         items: listing.items.iter().map(VersionInfo::from).collect(),
         next_cursor: listing.next.map(|c| c.0),

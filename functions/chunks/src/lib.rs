@@ -215,16 +215,14 @@ async fn resolve(services: &Services, via: Via, segment: &str) -> Result<Reader,
                 .resolve_dataset(&dataset_id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
+            let actor = Actor::User(MemberFacts::from(User::clone(&user)));
             let grant = services
-                .resolve_grant(&dataset_id, &user.email)
+                .caller_grant(&actor, &dataset_id)
                 .await?
-                .filter(|g| g.user.as_ref() == Some(&user.id))
-                .map(|g| GrantFacts {
-                    can_modify: g.can_modify,
-                    can_share: g.can_share,
-                });
+                .as_deref()
+                .map(GrantFacts::from);
             Ok(Reader {
-                actor: Actor::User(MemberFacts::from(User::clone(&user))),
+                actor,
                 dataset,
                 grant,
                 link: None,

@@ -18,10 +18,8 @@ use shared::zarr::{InspectError, inspect};
 use shared::{ApiError, Services};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{
-    AppState, DatasetView, Page, Subject, bounded, cursor_error, grant_of, if_match, page_parts,
-    with_etag,
-};
+use crate::{AppState, DatasetView, Page, Subject, grant_of, if_match, with_etag};
+use shared::error::{bounded_text, invalid_cursor, page_request};
 
 const MAX_DISPLAY_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 10_000;
@@ -57,18 +55,7 @@ async fn teams(
             "at most {MAX_ALLOWED_TEAMS} allowed teams"
         )));
     }
-    let mut out = BTreeSet::new();
-    for id in ids {
-        let unknown = || ApiError::Unprocessable(format!("no team {id} in this organization"));
-        let team_id = TeamId::parse(id).map_err(|_| unknown())?;
-        match services.directory.team(&team_id).await {
-            Ok(team) if &team.org == org => {}
-            Ok(_) | Err(CatalogError::NotFound) => return Err(unknown()),
-            Err(e) => return Err(e.into()),
-        }
-        out.insert(team_id);
-    }
-    Ok(out)
+    services.org_teams(org, ids).await
 }
 
 /// Register a Zarr v2/v3 or OME-Zarr 0.4/0.5 hierarchy; its layers and levels are read from its metadata.
@@ -96,8 +83,9 @@ pub(crate) async fn register_dataset(
     )?;
     let name = DatasetName::parse(&req.name)?;
     let storage = StorageUrl::parse(&req.url)?;
-    let display_name = bounded("display_name", req.display_name, MAX_DISPLAY_NAME)?;
-    let description = bounded("description", req.description, MAX_DESCRIPTION)?.unwrap_or_default();
+    let display_name = bounded_text("display_name", req.display_name, MAX_DISPLAY_NAME)?;
+    let description =
+        bounded_text("description", req.description, MAX_DESCRIPTION)?.unwrap_or_default();
     let allowed_teams = teams(services, &org, &req.allowed_teams).await?;
 
     let location = services.objects.locate(&storage).map_err(|e| match e {
@@ -213,7 +201,7 @@ pub(crate) async fn list_datasets(
     let Some(org) = actor.org().cloned() else {
         return Err(ApiError::Unauthorized);
     };
-    let (limit, cursor) = page_parts(q.limit, q.cursor)?;
+    let (limit, cursor) = page_request(q.limit, q.cursor)?;
     let mut items = Vec::new();
     let next_cursor = match q.scope.unwrap_or_default() {
         ListScope::Organization => {
@@ -221,7 +209,7 @@ pub(crate) async fn list_datasets(
                 .catalog
                 .datasets_of(&org, limit, cursor)
                 .await
-                .map_err(cursor_error)?;
+                .map_err(invalid_cursor)?;
             for dataset in listing.items {
                 let grant = grant_of(services, &actor, &dataset.id).await?;
                 let subject = Subject { dataset, grant };
@@ -316,8 +304,8 @@ pub(crate) async fn update_dataset(
         None => None,
     };
     let patch = DatasetPatch {
-        display_name: bounded("display_name", req.display_name, MAX_DISPLAY_NAME)?,
-        description: bounded("description", req.description, MAX_DESCRIPTION)?,
+        display_name: bounded_text("display_name", req.display_name, MAX_DISPLAY_NAME)?,
+        description: bounded_text("description", req.description, MAX_DESCRIPTION)?,
         visibility: req.visibility,
         featured: req.featured,
         allowed_teams,
@@ -368,7 +356,7 @@ pub(crate) async fn audit(
         .catalog
         .audit_of(&subject.dataset.id, limit, cursor)
         .await
-        .map_err(cursor_error)?;
+        .map_err(invalid_cursor)?;
     Ok(ApiJson(AuditPage {
         items: listing.items,
         next_cursor: listing.next.map(|c| c.0),

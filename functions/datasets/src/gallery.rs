@@ -13,7 +13,8 @@ use shared::thumbnail::ThumbnailError;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{AppState, Page, Subject, cursor_error, public_viewer_url};
+use crate::{AppState, Page, Subject, public_viewer_url};
+use shared::error::invalid_cursor;
 
 /// Longest side of a thumbnail, in pixels.
 const THUMBNAIL_SIDE: u32 = 256;
@@ -59,7 +60,7 @@ pub(crate) async fn gallery(
         .catalog
         .gallery(limit, cursor)
         .await
-        .map_err(cursor_error)?;
+        .map_err(invalid_cursor)?;
     let items = listing
         .items
         .into_iter()

@@ -15,7 +15,7 @@ use shared::access::{
     Action, Actor, DatasetFacts, GrantFacts, Relation, Resource, decide, relation, require,
 };
 use shared::domain::{Dataset, DatasetId, Grant, LinkState, Visibility, now};
-use shared::error::Problem;
+use shared::error::{Problem, page_request};
 use shared::store::Cursor;
 use shared::store::catalog::CatalogError;
 use shared::{ApiError, Services};
@@ -153,19 +153,6 @@ async fn openapi_document() -> Response {
 // ---------------------------------------------------------------------------------------------
 // What every handler shares: loading, the caller's grant, the access decision, views.
 
-/// A text field with a length bound and no control characters (but newlines and tabs).
-fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(v) if v.chars().count() > max => Err(ApiError::Unprocessable(format!(
-            "{field} is longer than {max} characters"
-        ))),
-        Some(v) if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
-            ApiError::Unprocessable(format!("{field} contains control characters")),
-        ),
-        other => Ok(other),
-    }
-}
-
 fn parse_id(id: &str) -> Result<DatasetId, ApiError> {
     DatasetId::parse(id).map_err(|_| ApiError::NotFound("no such dataset".into()))
 }
@@ -204,13 +191,6 @@ async fn grant_of(
     }
 }
 
-fn grant_facts(g: &Grant) -> GrantFacts {
-    GrantFacts {
-        can_modify: g.can_modify,
-        can_share: g.can_share,
-    }
-}
-
 /// A dataset, the caller's grant on it, and the decision's facts.
 struct Subject {
     dataset: Dataset,
@@ -225,7 +205,7 @@ impl Subject {
     }
 
     fn facts(&self) -> DatasetFacts<'_> {
-        DatasetFacts::of(&self.dataset, self.grant.as_ref().map(grant_facts))
+        DatasetFacts::of(&self.dataset, self.grant.as_ref().map(GrantFacts::from))
     }
 
     fn require(&self, actor: &Actor, action: Action) -> Result<(), ApiError> {
@@ -384,29 +364,6 @@ pub struct Page {
 
 impl Page {
     fn parts(&self) -> Result<(usize, Option<Cursor>), ApiError> {
-        page_parts(self.limit, self.cursor.clone())
-    }
-}
-
-fn page_parts(
-    limit: Option<usize>,
-    cursor: Option<String>,
-) -> Result<(usize, Option<Cursor>), ApiError> {
-    let limit = limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 100".into(),
-        ));
-    }
-    Ok((limit, cursor.map(Cursor)))
-}
-
-/// A store's complaint about a cursor is the caller's bad cursor.
-fn cursor_error(e: CatalogError) -> ApiError {
-    match e {
-        CatalogError::Store(shared::store::StoreError::Invalid { .. }) => {
-            ApiError::BadRequest("invalid cursor".into())
-        }
-        other => other.into(),
+        page_request(self.limit, self.cursor.clone())
     }
 }

@@ -22,7 +22,8 @@ use shared::{ApiError, Services};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppState, Subject, bounded, cursor_error, not_found, page_parts};
+use crate::{AppState, Subject, not_found};
+use shared::error::{bounded_text, invalid_cursor, page_request};
 
 const MAX_LABEL: usize = 200;
 /// Wrong passwords a link takes per 15 minutes (per instance) before it answers 429.
@@ -215,7 +216,7 @@ async fn check_options(o: LinkOptions) -> Result<CheckedOptions, ApiError> {
         None => None,
     };
     Ok(CheckedOptions {
-        label: bounded("label", o.label, MAX_LABEL)?.unwrap_or_default(),
+        label: bounded_text("label", o.label, MAX_LABEL)?.unwrap_or_default(),
         expires_at,
         scope,
         permission: o.permission.unwrap_or_default(),
@@ -455,13 +456,13 @@ pub(crate) async fn links_page(
         Some(id) => Some(crate::parse_id(id)?),
         None => None,
     };
-    let (limit, cursor) = page_parts(q.limit, q.cursor)?;
+    let (limit, cursor) = page_request(q.limit, q.cursor)?;
     services.flush_usage().await;
     let listing = services
         .catalog
         .links_of_org(&org, limit, cursor)
         .await
-        .map_err(cursor_error)?;
+        .map_err(invalid_cursor)?;
     let t = now();
     let mut names: HashMap<DatasetId, String> = HashMap::new();
     let mut items = Vec::new();

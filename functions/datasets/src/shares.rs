@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::links::LinkView;
-use crate::{AppState, Subject, bounded};
+use crate::{AppState, Subject};
+use shared::error::bounded_text;
 
 const MAX_EMAILS_PER_CALL: usize = 50;
 const MAX_MESSAGE: usize = 2_000;
@@ -198,7 +199,7 @@ pub(crate) async fn share(
         .iter()
         .map(|e| Email::parse(e))
         .collect::<Result<_, _>>()?;
-    let message = bounded("message", req.message, MAX_MESSAGE)?;
+    let message = bounded_text("message", req.message, MAX_MESSAGE)?;
     let me = match &actor {
         Actor::User(m) => m.email.clone(),
         _ => None,
