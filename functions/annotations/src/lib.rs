@@ -510,6 +510,11 @@ async fn content(s: &AppState, id: &AnnotationId, version: u64) -> Result<Skelet
     serde_json::from_value(value).map_err(ApiError::internal)
 }
 
+/// A save onto a deleted annotation (told only to those who may restore it).
+fn deleted_conflict() -> ApiError {
+    ApiError::Conflict("the annotation is deleted; restore it first".into())
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Save {
@@ -540,6 +545,9 @@ async fn save(
     ApiJson(req): ApiJson<Save>,
 ) -> Result<Response, ApiError> {
     let subject = subject(&s, &actor, &id).await?;
+    if subject.annotation.deleted_at.is_some() && subject.allows(&actor, Action::ManageAnnotation) {
+        return Err(deleted_conflict());
+    }
     subject.require(&actor, Action::EditAnnotation)?;
     let a = &subject.annotation;
     if req.actions.is_empty() || req.actions.len() > MAX_ACTIONS_PER_SAVE {
@@ -580,9 +588,7 @@ async fn save(
         .await
         .map_err(|e| match e {
             SaveError::Stale { current, .. } => stale(current),
-            SaveError::Deleted => {
-                ApiError::Conflict("the annotation is deleted; restore it first".into())
-            }
+            SaveError::Deleted => deleted_conflict(),
             SaveError::NotFound => ApiError::NotFound("no such annotation".into()),
             SaveError::Store(e) => e.into(),
         })?;
@@ -757,7 +763,8 @@ async fn download(
                 edit_position: None,
                 edit_rotation: None,
                 zoom: None,
-                time_ms: a.updated_at.unix_timestamp() * 1000,
+                time_ms: i64::try_from(a.created_at.unix_timestamp_nanos() / 1_000_000)
+                    .unwrap_or_default(),
                 annotation_id: a.id.to_string(),
             };
             (

@@ -1271,7 +1271,6 @@ async fn deleting_hides_an_annotation_until_its_owner_restores_it() {
 /// decision refuses `EditAnnotation` on deleted annotations before that, so the owner gets 403
 /// ("you may not do this") instead.
 #[tokio::test]
-#[ignore = "BUG: a save on a deleted annotation is 403 (access decision) instead of the handler's 409 \"restore it first\""]
 async fn saving_onto_a_deleted_annotation_is_a_conflict() {
     let app = spawn_app();
     app.org_admin().await;
@@ -1523,7 +1522,6 @@ async fn downloads_give_nml_or_json_of_any_version() {
 /// but the download passes `a.updated_at.unix_timestamp() * 1000`: the time of the last save or
 /// rename, and cut to whole seconds.
 #[tokio::test]
-#[ignore = "BUG: the NML <time ms> is updated_at in whole seconds, not the creation time in ms as NmlMeta documents"]
 async fn nml_time_is_the_creation_time() {
     let app = spawn_app();
     app.org_admin().await;
