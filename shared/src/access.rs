@@ -301,6 +301,25 @@ pub struct AnnotationFacts<'a> {
     pub dataset: DatasetFacts<'a>,
 }
 
+impl<'a> AnnotationFacts<'a> {
+    /// The facts of `annotation`, whose owner is in `owner_teams`, on a dataset with `dataset`.
+    pub fn of(
+        annotation: &'a crate::domain::Annotation,
+        owner_teams: &'a BTreeSet<TeamId>,
+        dataset: DatasetFacts<'a>,
+    ) -> Self {
+        Self {
+            id: &annotation.id,
+            owner: &annotation.owner,
+            org: &annotation.org,
+            visibility: annotation.visibility,
+            owner_teams,
+            deleted: annotation.deleted_at.is_some(),
+            dataset,
+        }
+    }
+}
+
 /// Why a request is refused; the HTTP status follows from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denial {

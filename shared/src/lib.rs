@@ -20,6 +20,7 @@ pub mod services;
 pub mod thumbnail;
 pub mod tokens;
 pub mod usage;
+pub mod volumes;
 pub mod zarr;
 
 pub use services::Services;

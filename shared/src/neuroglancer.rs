@@ -139,6 +139,60 @@ pub struct ViewParams {
     /// and `3d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<Layout>,
+    /// Rotation of the view, in degrees about the x, y and z axes (applied in that order, as
+    /// webKnossos' `rotation`), each within ±360. Sets both the cross-section and the 3-D
+    /// orientation. Default: none (axis-aligned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<[f64; 3]>,
+}
+
+/// Layers drawn over the dataset's own: an annotation's skeleton or segmentation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Overlay {
+    /// A skeleton, as a local annotation layer: nodes as points, edges as lines. Positions
+    /// are voxels (x, y, z) of the reference layer's finest level.
+    Skeleton {
+        name: String,
+        nodes: Vec<OverlayNode>,
+        /// Pairs of node positions.
+        edges: Vec<([f64; 3], [f64; 3])>,
+    },
+    /// A segmentation layer read from a Zarr v3 URL (an OME-Zarr group).
+    Segmentation { name: String, source: String },
+}
+
+/// One skeleton node shown as a point annotation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OverlayNode {
+    pub id: String,
+    pub position: [f64; 3],
+    /// Its comment, shown as the annotation's description.
+    pub description: Option<String>,
+}
+
+/// The unit quaternion `[x, y, z, w]` (Neuroglancer's order) of rotating by `degrees` about
+/// x, then y, then z (q = qz · qy · qx).
+pub fn orientation(degrees: [f64; 3]) -> [f64; 4] {
+    let half = degrees.map(|d| d.to_radians() / 2.0);
+    let (sx, cx) = half[0].sin_cos();
+    let (sy, cy) = half[1].sin_cos();
+    let (sz, cz) = half[2].sin_cos();
+    [
+        sx * cy * cz - cx * sy * sz,
+        cx * sy * cz + sx * cy * sz,
+        cx * cy * sz - sx * sy * cz,
+        cx * cy * cz + sx * sy * sz,
+    ]
+}
+
+fn checked_rotation(r: [f64; 3]) -> Result<[f64; 3], ViewError> {
+    if r.iter().all(|v| v.is_finite() && v.abs() <= 360.0) {
+        Ok(r)
+    } else {
+        Err(ViewError::InvalidView(
+            "rotation must be three angles in degrees, each between -360 and 360".into(),
+        ))
+    }
 }
 
 /// Why no view state could be made.
@@ -168,8 +222,10 @@ pub fn state(
     data_root: &str,
     scope_prefix: Option<&str>,
     view: &ViewParams,
+    overlays: &[Overlay],
 ) -> Result<Value, ViewError> {
     let zoom = view.zoom.map(checked_zoom).transpose()?;
+    let rotation = view.rotation.map(checked_rotation).transpose()?;
     let scope = scope_prefix.map(|p| p.trim_matches('/'));
     let layers: Vec<&Layer> = dataset
         .layers
@@ -247,7 +303,7 @@ pub fn state(
         Cow::Owned(format!("{data_root}/"))
     };
     let mut taken = HashSet::new();
-    let layer_specs: Vec<Value> = layers
+    let mut layer_specs: Vec<Value> = layers
         .iter()
         .map(|layer| {
             let path = layer.path.trim_matches('/');
@@ -268,14 +324,74 @@ pub fn state(
         })
         .collect();
 
-    Ok(json!({
+    // Overlay coordinates: a node's x, y, z voxel on the matching axes, the view's position on
+    // any other global axis.
+    let place = |voxel: &[f64; 3]| -> Vec<f64> {
+        frame
+            .display
+            .iter()
+            .chain(&frame.extra)
+            .zip(&position)
+            .map(|(&i, current)| {
+                let axis = &frame.axes[i];
+                match ["x", "y", "z"]
+                    .iter()
+                    .position(|n| axis.name.eq_ignore_ascii_case(n))
+                {
+                    Some(k) => axis.offset + voxel[k],
+                    None => *current,
+                }
+            })
+            .collect()
+    };
+    for overlay in overlays {
+        layer_specs.push(match overlay {
+            Overlay::Segmentation { name, source } => json!({
+                "type": "segmentation",
+                "source": format!("zarr3://{source}"),
+                "name": unique_name(name, &mut taken),
+            }),
+            Overlay::Skeleton { name, nodes, edges } => {
+                let mut annotations: Vec<Value> = nodes
+                    .iter()
+                    .map(|n| {
+                        let mut a = json!({"type": "point", "id": n.id, "point": place(&n.position)});
+                        if let Some(d) = &n.description {
+                            a["description"] = json!(d);
+                        }
+                        a
+                    })
+                    .collect();
+                annotations.extend(edges.iter().enumerate().map(|(i, (a, b))| {
+                    json!({"type": "line", "id": format!("edge-{i}"), "pointA": place(a), "pointB": place(b)})
+                }));
+                json!({
+                    "type": "annotation",
+                    "source": {
+                        "url": "local://annotations",
+                        "transform": {"outputDimensions": dimensions.clone()},
+                    },
+                    "annotations": annotations,
+                    "name": unique_name(name, &mut taken),
+                })
+            }
+        });
+    }
+
+    let mut state = json!({
         "dimensions": dimensions,
         "position": position,
         "crossSectionScale": cross_section_scale,
         "projectionScale": projection_scale,
         "layers": layer_specs,
         "layout": layout.as_str(),
-    }))
+    });
+    if let Some(r) = rotation {
+        let q = orientation(r);
+        state["crossSectionOrientation"] = json!(q);
+        state["projectionOrientation"] = json!(q);
+    }
+    Ok(state)
 }
 
 /// A viewer link carrying the state itself: `viewer_base` (without any fragment it had) +
@@ -749,11 +865,11 @@ mod tests {
     }
 
     fn state_of(d: &Dataset, scope: Option<&str>, view: &ViewParams) -> Value {
-        state(d, ROOT, scope, view).expect("state")
+        state(d, ROOT, scope, view, &[]).expect("state")
     }
 
     fn invalid(d: &Dataset, view: ViewParams) -> String {
-        match state(d, ROOT, None, &view) {
+        match state(d, ROOT, None, &view, &[]) {
             Err(ViewError::InvalidView(why)) => why,
             other => panic!("expected InvalidView for {view:?}, got {other:?}"),
         }
@@ -800,6 +916,7 @@ mod tests {
             ROOT.trim_end_matches('/'),
             None,
             &ViewParams::default(),
+            &[],
         )
         .expect("state");
         assert_eq!(again["layers"], s["layers"]);
@@ -932,6 +1049,7 @@ mod tests {
             position: Some(vec![10.0, 20.5, 30.0]),
             zoom: Some(2.0),
             layout: Some(Layout::Xz),
+            rotation: None,
         };
         let s = state_of(&dataset(), None, &view);
         // Given as z, y, x; stored in the dimensions' x, y, z order.
@@ -964,6 +1082,7 @@ mod tests {
                 position: Some(vec![1.0, 2.0, 3.0]),
                 zoom: Some(0.5),
                 layout: Some(Layout::ThreeD),
+                rotation: None,
             }
         );
         let empty: ViewParams = serde_json::from_value(json!({})).expect("empty view");
@@ -1001,7 +1120,7 @@ mod tests {
     fn nothing_in_scope_is_an_error() {
         for scope in ["labels/cel", "labels/cells/0", "raw", "labelsx"] {
             assert_eq!(
-                state(&dataset(), ROOT, Some(scope), &ViewParams::default()),
+                state(&dataset(), ROOT, Some(scope), &ViewParams::default(), &[]),
                 Err(ViewError::NothingInScope),
                 "{scope}"
             );
@@ -1013,7 +1132,8 @@ mod tests {
                 &dataset_with(ZarrFormat::V3, vec![empty]),
                 ROOT,
                 None,
-                &ViewParams::default()
+                &ViewParams::default(),
+                &[]
             ),
             Err(ViewError::NothingInScope)
         );
@@ -1202,11 +1322,101 @@ mod tests {
     }
 
     #[test]
+    fn rotations_become_unit_quaternions_about_x_then_y_then_z() {
+        let close = |a: [f64; 4], b: [f64; 4]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        assert!(close(orientation([0.0, 0.0, 0.0]), [0.0, 0.0, 0.0, 1.0]));
+        assert!(close(orientation([90.0, 0.0, 0.0]), [h, 0.0, 0.0, h]));
+        assert!(close(orientation([0.0, 90.0, 0.0]), [0.0, h, 0.0, h]));
+        assert!(close(orientation([0.0, 0.0, 90.0]), [0.0, 0.0, h, h]));
+        // x then y: q = qy · qx.
+        let q = orientation([90.0, 90.0, 0.0]);
+        assert!(close(q, [0.5, 0.5, -0.5, 0.5]), "{q:?}");
+        for r in [[10.0, -20.0, 30.0], [359.0, 1.0, -180.0]] {
+            let n: f64 = orientation(r).iter().map(|v| v * v).sum();
+            assert!((n - 1.0).abs() < 1e-12);
+        }
+        let view = ViewParams {
+            rotation: Some([0.0, 0.0, 90.0]),
+            ..ViewParams::default()
+        };
+        let s = state_of(&dataset(), None, &view);
+        assert_eq!(s["crossSectionOrientation"], s["projectionOrientation"]);
+        let q: Vec<f64> =
+            serde_json::from_value(s["crossSectionOrientation"].clone()).expect("quaternion");
+        assert!(close([q[0], q[1], q[2], q[3]], [0.0, 0.0, h, h]));
+        assert!(
+            state_of(&dataset(), None, &ViewParams::default())
+                .get("crossSectionOrientation")
+                .is_none()
+        );
+        let why = invalid(
+            &dataset(),
+            ViewParams {
+                rotation: Some([0.0, 400.0, 0.0]),
+                ..ViewParams::default()
+            },
+        );
+        assert!(why.contains("rotation"), "{why}");
+    }
+
+    #[test]
+    fn overlays_add_a_skeleton_and_a_segmentation_in_the_global_space() {
+        let overlays = [
+            Overlay::Skeleton {
+                name: "raw".into(),
+                nodes: vec![
+                    OverlayNode {
+                        id: "n1".into(),
+                        position: [10.0, 20.0, 3.0],
+                        description: Some("soma".into()),
+                    },
+                    OverlayNode {
+                        id: "n2".into(),
+                        position: [11.0, 22.0, 4.0],
+                        description: None,
+                    },
+                ],
+                edges: vec![([10.0, 20.0, 3.0], [11.0, 22.0, 4.0])],
+            },
+            Overlay::Segmentation {
+                name: "painted".into(),
+                source: "https://h/s/t/__annotations/a/volume/".into(),
+            },
+        ];
+        let s = state(&dataset(), ROOT, None, &ViewParams::default(), &overlays).expect("state");
+        let layers = s["layers"].as_array().expect("layers");
+        assert_eq!(layers.len(), 4);
+        let skeleton = &layers[2];
+        assert_eq!(skeleton["type"], "annotation");
+        assert_eq!(skeleton["name"], "raw (2)", "names stay unique");
+        assert_eq!(skeleton["source"]["url"], "local://annotations");
+        assert_eq!(
+            skeleton["source"]["transform"]["outputDimensions"],
+            s["dimensions"]
+        );
+        // Dimensions are x, y, z with voxel centres at integers (no translation here).
+        assert_eq!(
+            skeleton["annotations"][0],
+            json!({"type": "point", "id": "n1", "point": [10.0, 20.0, 3.0], "description": "soma"})
+        );
+        assert_eq!(
+            skeleton["annotations"][2],
+            json!({"type": "line", "id": "edge-0", "pointA": [10.0, 20.0, 3.0], "pointB": [11.0, 22.0, 4.0]})
+        );
+        assert_eq!(
+            layers[3],
+            json!({"type": "segmentation", "source": "zarr3://https://h/s/t/__annotations/a/volume/", "name": "painted"})
+        );
+    }
+
+    #[test]
     fn viewer_url_round_trips() {
         let view = ViewParams {
             position: Some(vec![1.25, 2.0, 3.0]),
             zoom: Some(0.75),
             layout: None,
+            rotation: Some([0.0, 90.0, 45.0]),
         };
         let mut labels = labels_layer();
         labels.name = "cells & nuclei, \"v2\" (100%) ü".into();

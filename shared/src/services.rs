@@ -9,7 +9,10 @@ use moka::sync::Cache;
 use crate::ApiError;
 use crate::auth::Authenticator;
 use crate::config::{Config, MetadataBackend};
-use crate::domain::{Dataset, DatasetId, Email, Grant, ShareLink, TokenHash, User, UserId};
+use crate::domain::volume::VolumeContent;
+use crate::domain::{
+    Annotation, AnnotationId, Dataset, DatasetId, Email, Grant, ShareLink, TokenHash, User, UserId,
+};
 use crate::mail::{Mailer, OutboxMailer, SesMailer};
 use crate::objects::{Location, Objects, ObjectsError, S3Settings};
 use crate::store::catalog::CatalogError;
@@ -35,6 +38,10 @@ pub struct AccessCache {
     users: Cache<UserId, Option<Arc<User>>>,
     /// A person's grant on a dataset, by address.
     grants: Cache<(DatasetId, Email), Option<Arc<Grant>>>,
+    /// Annotation records (visibility, owner, latest version) for reads of volumes.
+    annotations: Cache<AnnotationId, Option<Arc<Annotation>>>,
+    /// Volume contents by version: immutable once saved, so kept as long as there is room.
+    volumes: Cache<(AnnotationId, u64), Arc<VolumeContent>>,
 }
 
 impl AccessCache {
@@ -56,6 +63,11 @@ impl AccessCache {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            annotations: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+            volumes: Cache::builder().max_capacity(1_000).build(),
         }
     }
 }
@@ -324,6 +336,78 @@ impl Services {
             out.insert(team);
         }
         Ok(out)
+    }
+
+    /// An annotation's record, from this instance's cache when fresh.
+    pub async fn resolve_annotation(
+        &self,
+        id: &AnnotationId,
+    ) -> Result<Option<Arc<Annotation>>, ApiError> {
+        if let Some(hit) = self.cache.annotations.get(id) {
+            return Ok(hit);
+        }
+        let found = match self.annotations().get(id).await {
+            Ok(a) => Some(Arc::new(a)),
+            Err(CatalogError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        self.cache.annotations.insert(id.clone(), found.clone());
+        Ok(found)
+    }
+
+    /// The teams of an annotation's owner (their managers may read its private annotations),
+    /// from this instance's cache when fresh; none once the account is gone.
+    pub async fn owner_teams(
+        &self,
+        annotation: &Annotation,
+    ) -> Result<std::collections::BTreeSet<crate::domain::TeamId>, ApiError> {
+        Ok(match self.resolve_user(&annotation.owner).await? {
+            Some(u) => u.teams.keys().cloned().collect(),
+            None => std::collections::BTreeSet::new(),
+        })
+    }
+
+    /// Forgets an annotation record here (after it changed in this process).
+    pub fn forget_annotation(&self, id: &AnnotationId) {
+        self.cache.annotations.invalidate(id);
+    }
+
+    /// The annotation store over this process's metadata store.
+    pub fn annotations(&self) -> crate::store::Annotations {
+        crate::store::Annotations::new(self.catalog.store().clone())
+    }
+
+    /// The content of one version of a volume annotation (version 0: nothing painted). Saved
+    /// versions never change, so they are cached here without expiry.
+    pub async fn volume_content(
+        &self,
+        id: &AnnotationId,
+        version: u64,
+    ) -> Result<Arc<VolumeContent>, ApiError> {
+        if version == 0 {
+            return Ok(Arc::new(VolumeContent::default()));
+        }
+        let key = (id.clone(), version);
+        if let Some(hit) = self.cache.volumes.get(&key) {
+            return Ok(hit);
+        }
+        let saved = self
+            .annotations()
+            .version(id, version)
+            .await
+            .map_err(|e| match e {
+                CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
+                other => other.into(),
+            })?;
+        let value = self
+            .bodies
+            .load(&saved.body)
+            .await
+            .map_err(ApiError::internal)?;
+        let content: Arc<VolumeContent> =
+            Arc::new(serde_json::from_value(value).map_err(ApiError::internal)?);
+        self.cache.volumes.insert(key, content.clone());
+        Ok(content)
     }
 
     /// Forgets an account here (after it was deactivated or its roles changed in this process).

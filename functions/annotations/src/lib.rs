@@ -18,6 +18,10 @@ use shared::access::{
 };
 use shared::auth::{Authenticator, Caller};
 use shared::domain::skeleton::{MAX_ACTIONS_PER_SAVE, NmlMeta, Skeleton, UpdateAction, to_nml};
+use shared::domain::volume::{
+    SegmentType, VolumeAction, VolumeActionError, VolumeContent, VolumeSpec, bucket_key,
+    decode_actions,
+};
 use shared::domain::{
     Annotation, AnnotationId, AnnotationKind, AnnotationOrigin, AnnotationVersion,
     AnnotationVisibility, Dataset, DatasetId, TeamId, annotation_name, now,
@@ -67,6 +71,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         .route("/api/annotations/{id}/versions/{version}", get(version))
         .route("/api/annotations/{id}/download", get(download))
         .route("/api/annotations/{id}/copy", post(copy))
+        .route("/api/annotations/{id}/viewer", get(viewer))
         .method_not_allowed_fallback(shared::error::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState {
@@ -79,7 +84,7 @@ pub fn routes(services: Arc<Services>) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
     #[openapi(
-        paths(list, create, show, update, remove, restore, save, versions, version, download, copy),
+        paths(list, create, show, update, remove, restore, save, versions, version, download, copy, viewer),
         components(schemas(Problem)),
         tags((name = "annotations", description = "Skeleton annotations: versioned saves, visibility, team sharing, copies, NML")),
     )]
@@ -100,15 +105,11 @@ struct Subject {
 
 impl Subject {
     fn facts(&self) -> AnnotationFacts<'_> {
-        AnnotationFacts {
-            id: &self.annotation.id,
-            owner: &self.annotation.owner,
-            org: &self.annotation.org,
-            visibility: self.annotation.visibility,
-            owner_teams: &self.owner_teams,
-            deleted: self.annotation.deleted_at.is_some(),
-            dataset: DatasetFacts::of(&self.dataset, self.grant),
-        }
+        AnnotationFacts::of(
+            &self.annotation,
+            &self.owner_teams,
+            DatasetFacts::of(&self.dataset, self.grant),
+        )
     }
 
     fn require(&self, actor: &Actor, action: Action) -> Result<(), ApiError> {
@@ -153,10 +154,7 @@ async fn subject(s: &AppState, actor: &Actor, id: &str) -> Result<Subject, ApiEr
     let annotation = s.annotations.get(&id).await.map_err(not_found)?;
     let dataset = dataset(&s.services, &annotation.dataset_id).await?;
     let grant = grant_of(&s.services, actor, &dataset.id).await?;
-    let owner_teams = match s.services.resolve_user(&annotation.owner).await? {
-        Some(u) => u.teams.keys().cloned().collect(),
-        None => BTreeSet::new(),
-    };
+    let owner_teams = s.services.owner_teams(&annotation).await?;
     Ok(Subject {
         annotation,
         dataset,
@@ -209,8 +207,11 @@ pub struct NewAnnotation {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Only `skeleton` for now.
+    /// `skeleton` or `volume`.
     pub kind: AnnotationKind,
+    /// For a volume annotation: the image layer it segments and its segment id type.
+    #[serde(default)]
+    pub volume: Option<NewVolume>,
     #[serde(default)]
     pub visibility: AnnotationVisibility,
     /// Teams (of your organization) to share it with.
@@ -218,7 +219,41 @@ pub struct NewAnnotation {
     pub teams: Vec<String>,
 }
 
-/// Start an annotation on a dataset you may annotate; you own it.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewVolume {
+    /// The image layer's path in the dataset (default: its first image layer). The volume has
+    /// the shape and voxel size of that layer's finest level (spatial axes z, y, x).
+    pub layer: Option<String>,
+    /// `uint8`, `uint16`, `uint32` (default) or `uint64`.
+    #[serde(default)]
+    pub data_type: SegmentType,
+}
+
+/// The volume geometry for a new volume annotation on `dataset`.
+fn volume_spec(dataset: &Dataset, req: Option<NewVolume>) -> Result<VolumeSpec, ApiError> {
+    let req = req.unwrap_or_default();
+    let layer = match &req.layer {
+        Some(path) => dataset
+            .layers
+            .iter()
+            .find(|l| &l.path == path)
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!("the dataset has no layer at {path:?}"))
+            })?,
+        None => dataset
+            .layers
+            .iter()
+            .find(|l| l.kind != shared::domain::LayerKind::Labels)
+            .ok_or_else(|| {
+                ApiError::Unprocessable("the dataset has no image layer to segment".into())
+            })?,
+    };
+    Ok(VolumeSpec::for_layer(layer, req.data_type)?)
+}
+
+/// Start an annotation on a dataset you may annotate; you own it. A volume annotation gets an
+/// empty segmentation over the chosen image layer (written as Zarr metadata at once).
 #[utoipa::path(post, path = "/api/annotations", tag = "annotations", request_body = NewAnnotation,
     responses((status = 201, body = AnnotationView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn create(
@@ -246,11 +281,15 @@ async fn create(
             "annotations are owned by people: sign in to create one".into(),
         ));
     };
-    if req.kind != AnnotationKind::Skeleton {
-        return Err(ApiError::Unprocessable(
-            "only skeleton annotations can be created here yet".into(),
-        ));
-    }
+    let volume = match req.kind {
+        AnnotationKind::Skeleton if req.volume.is_some() => {
+            return Err(ApiError::Unprocessable(
+                "volume settings are for volume annotations".into(),
+            ));
+        }
+        AnnotationKind::Skeleton => None,
+        AnnotationKind::Volume => Some(volume_spec(&dataset, req.volume)?),
+    };
     let teams = services.org_teams(&member.org, &req.teams).await?;
     let t = now();
     let annotation = Annotation {
@@ -265,12 +304,23 @@ async fn create(
         visibility: req.visibility,
         teams,
         forked_from: None,
+        volume,
         version: 0,
         revision: 1,
         created_at: t,
         updated_at: t,
         deleted_at: None,
     };
+    if let Some(spec) = &annotation.volume {
+        shared::volumes::create(
+            services.bodies.location(),
+            &annotation.id,
+            &annotation.name,
+            spec,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    }
     s.annotations.create(&annotation, None).await?;
     let subject = Subject {
         owner_teams: member.teams.keys().cloned().collect(),
@@ -434,6 +484,7 @@ async fn update(
             }
             other => not_found(other),
         })?;
+    s.services.forget_annotation(&updated.id);
     Ok(ApiJson(AnnotationView::of(
         Subject {
             annotation: updated,
@@ -457,6 +508,7 @@ async fn set_deleted(
         .update(&subject.annotation.id, None, |a| a.deleted_at = at)
         .await
         .map_err(not_found)?;
+    s.services.forget_annotation(&updated.id);
     Ok(AnnotationView::of(
         Subject {
             annotation: updated,
@@ -488,7 +540,25 @@ async fn restore(
     Ok(ApiJson(set_deleted(&s, &actor, &id, false).await?))
 }
 
-/// The content of `version` (0: empty).
+/// What one version of an annotation holds.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content {
+    Skeleton(Skeleton),
+    Volume(VolumeContent),
+}
+
+/// The content of `version` of `a` (0: empty).
+async fn content_of(s: &AppState, a: &Annotation, version: u64) -> Result<Content, ApiError> {
+    Ok(match a.kind {
+        AnnotationKind::Skeleton => Content::Skeleton(content(s, &a.id, version).await?),
+        AnnotationKind::Volume => Content::Volume(VolumeContent::clone(
+            &*s.services.volume_content(&a.id, version).await?,
+        )),
+    })
+}
+
+/// The skeleton at `version` (0: empty).
 async fn content(s: &AppState, id: &AnnotationId, version: u64) -> Result<Skeleton, ApiError> {
     if version == 0 {
         return Ok(Skeleton::default());
@@ -520,18 +590,43 @@ fn deleted_conflict() -> ApiError {
 pub struct Save {
     /// The version these actions build on (the one you loaded).
     pub base_version: u64,
-    /// webKnossos update actions (`{"name": "createNode", "value": {...}}`), applied in order,
-    /// all or nothing.
+    /// webKnossos update actions, applied in order, all or nothing: for skeletons
+    /// `{"name": "createNode", "value": {...}}` and the other tree actions; for volumes
+    /// `{"name": "updateBucket", "value": {"position": [x, y, z], "mag": [1, 1, 1],
+    /// "cubeSize": 32, "base64Data": "…"}}` (32³ voxels, little-endian, x fastest).
     #[schema(value_type = Vec<Object>)]
-    pub actions: Vec<UpdateAction>,
+    pub actions: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Saved {
     pub version: u64,
-    pub trees: usize,
-    pub nodes: usize,
-    pub edges: usize,
+    /// Skeletons: the trees, nodes and edges now held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trees: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edges: Option<usize>,
+    /// Volumes: the buckets holding segments, and the largest segment id painted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub largest_segment_id: Option<u64>,
+}
+
+/// Each action parsed as `T`; the error names the first bad one.
+fn parse_actions<T: serde::de::DeserializeOwned>(
+    actions: Vec<serde_json::Value>,
+) -> Result<Vec<T>, ApiError> {
+    actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            serde_json::from_value(a)
+                .map_err(|e| ApiError::Unprocessable(format!("action {i}: {e}")))
+        })
+        .collect()
 }
 
 /// Save a batch of update actions on top of `base_version`. Accepted saves get consecutive
@@ -564,44 +659,103 @@ async fn save(
     if req.base_version != a.version {
         return Err(stale(a.version));
     }
-    let mut skeleton = content(&s, &a.id, req.base_version).await?;
-    skeleton
-        .apply(&req.actions)
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let stats = skeleton.stats();
-    let value = serde_json::to_value(&skeleton).map_err(ApiError::internal)?;
+    let action_count = u32::try_from(req.actions.len()).unwrap_or(u32::MAX);
+    // The new content, and (volumes) the save's own bucket directory and what it wrote.
+    let mut written: Option<(String, Vec<String>)> = None;
+    let (value, mut reply) = match &a.volume {
+        None => {
+            let actions: Vec<UpdateAction> = parse_actions(req.actions)?;
+            let mut skeleton = content(&s, &a.id, req.base_version).await?;
+            skeleton
+                .apply(&actions)
+                .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+            let stats = skeleton.stats();
+            let value = serde_json::to_value(&skeleton).map_err(ApiError::internal)?;
+            (
+                value,
+                Saved {
+                    version: 0,
+                    trees: Some(stats.trees),
+                    nodes: Some(stats.nodes),
+                    edges: Some(stats.edges),
+                    buckets: None,
+                    largest_segment_id: None,
+                },
+            )
+        }
+        Some(spec) => {
+            let actions: Vec<VolumeAction> = parse_actions(req.actions)?;
+            let (buckets, largest) = decode_actions(spec, &actions)
+                .map_err(|e: VolumeActionError| ApiError::Unprocessable(e.to_string()))?;
+            let mut next =
+                VolumeContent::clone(&*s.services.volume_content(&a.id, a.version).await?);
+            let save_id = format!(
+                "s{}-{}",
+                req.base_version + 1,
+                shared::domain::LinkId::generate()
+            );
+            for b in &buckets {
+                if b.is_empty() {
+                    next.buckets.remove(&bucket_key(b.chunk));
+                } else {
+                    next.buckets.insert(bucket_key(b.chunk), save_id.clone());
+                }
+            }
+            next.largest_segment_id = next.largest_segment_id.max(largest);
+            let keys = shared::volumes::write(
+                s.services.bodies.location(),
+                &a.id,
+                spec,
+                &save_id,
+                buckets,
+            )
+            .await
+            .map_err(ApiError::internal)?;
+            written = Some((save_id, keys));
+            let reply = Saved {
+                version: 0,
+                trees: None,
+                nodes: None,
+                edges: None,
+                buckets: Some(next.buckets.len()),
+                largest_segment_id: Some(next.largest_segment_id),
+            };
+            (
+                serde_json::to_value(&next).map_err(ApiError::internal)?,
+                reply,
+            )
+        }
+    };
     let body = s
         .services
         .bodies
         .store(&a.id, req.base_version + 1, &value)
         .await
         .map_err(ApiError::internal)?;
-    let saved = s
+    let outcome = s
         .annotations
         .save(
             &a.id,
             req.base_version,
             &actor.describe(),
-            u32::try_from(req.actions.len()).unwrap_or(u32::MAX),
+            action_count,
             &body,
         )
-        .await
-        .map_err(|e| match e {
-            SaveError::Stale { current, .. } => stale(current),
-            SaveError::Deleted => deleted_conflict(),
-            SaveError::NotFound => ApiError::NotFound("no such annotation".into()),
-            SaveError::Store(e) => e.into(),
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(Saved {
-            version: saved.version,
-            trees: stats.trees,
-            nodes: stats.nodes,
-            edges: stats.edges,
-        }),
-    )
-        .into_response())
+        .await;
+    if outcome.is_err()
+        && let Some((save_id, keys)) = &written
+    {
+        shared::volumes::discard(s.services.bodies.location(), &a.id, save_id, keys).await;
+    }
+    let saved = outcome.map_err(|e| match e {
+        SaveError::Stale { current, .. } => stale(current),
+        SaveError::Deleted => deleted_conflict(),
+        SaveError::NotFound => ApiError::NotFound("no such annotation".into()),
+        SaveError::Store(e) => e.into(),
+    })?;
+    s.services.forget_annotation(&a.id);
+    reply.version = saved.version;
+    Ok((StatusCode::CREATED, ApiJson(reply)).into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -663,21 +817,22 @@ async fn versions(
     }))
 }
 
-/// The skeleton as it was at one version.
+/// The content as it was at one version: a skeleton, or a volume's bucket index (its voxels
+/// are read as Zarr at `…/__annotations/{id}/versions/{version}/volume/`).
 #[utoipa::path(get, path = "/api/annotations/{id}/versions/{version}", tag = "annotations",
     params(("id" = String, Path), ("version" = u64, Path)),
-    responses((status = 200, description = "The skeleton (JSON)"), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The skeleton, or the volume's bucket index (JSON)"), (status = 404, body = Problem)))]
 async fn version(
     State(s): State<AppState>,
     Caller(actor): Caller,
     Path((id, version)): Path<(String, u64)>,
-) -> Result<ApiJson<Skeleton>, ApiError> {
+) -> Result<Response, ApiError> {
     let subject = subject(&s, &actor, &id).await?;
     subject.require(&actor, Action::ReadAnnotation)?;
     if version > subject.annotation.version {
         return Err(ApiError::NotFound(format!("no version {version}")));
     }
-    Ok(ApiJson(content(&s, &subject.annotation.id, version).await?))
+    Ok(ApiJson(content_of(&s, &subject.annotation, version).await?).into_response())
 }
 
 #[derive(Clone, Copy, Deserialize, ToSchema, Default, PartialEq, Eq)]
@@ -713,7 +868,12 @@ async fn download(
     if version > a.version {
         return Err(ApiError::NotFound(format!("no version {version}")));
     }
-    let skeleton = content(&s, &a.id, version).await?;
+    let format = q.format.unwrap_or_default();
+    if a.kind == AnnotationKind::Volume && format == Format::Nml {
+        return Err(ApiError::Unprocessable(
+            "NML holds skeletons; read a volume as Zarr below /data/{dataset}/__annotations/{id}/volume/ (or a link's or viewer URL's), or download its bucket index with format=json".into(),
+        ));
+    }
     let safe_name: String = a
         .name
         .chars()
@@ -725,8 +885,9 @@ async fn download(
             }
         })
         .collect();
-    let (content_type, extension, body) = match q.format.unwrap_or_default() {
+    let (content_type, extension, body) = match format {
         Format::Nml => {
+            let skeleton = content(&s, &a.id, version).await?;
             let scale = subject
                 .dataset
                 .layers
@@ -776,7 +937,7 @@ async fn download(
         Format::Json => (
             "application/json",
             "json",
-            serde_json::to_vec(&skeleton).map_err(ApiError::internal)?,
+            serde_json::to_vec(&content_of(&s, a, version).await?).map_err(ApiError::internal)?,
         ),
     };
     Ok((
@@ -790,6 +951,137 @@ async fn download(
         body,
     )
         .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ViewerQuery {
+    /// Centre in voxels of the image's finest level, comma-separated in the dataset's axis
+    /// order (e.g. `64,128,128` for z, y, x).
+    pub position: Option<String>,
+    /// Rotation in degrees about x, y and z, comma-separated (e.g. `0,0,45`).
+    pub rotation: Option<String>,
+    /// Screen pixels per voxel.
+    pub zoom: Option<f64>,
+    /// `xy`, `xz`, `yz`, `3d` or `4panel`.
+    pub layout: Option<shared::neuroglancer::Layout>,
+    /// A past version (default: the latest).
+    pub version: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnnotationViewer {
+    /// Opens Neuroglancer on the dataset with this annotation drawn over it, at the view given.
+    pub neuroglancer_url: String,
+    /// The view state itself (JSON, with CORS): stable while the URL is valid.
+    pub state_url: String,
+    /// Volume annotations: the segmentation as Zarr v3 (OME-Zarr 0.5), for zarr-python,
+    /// tensorstore or any Zarr reader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zarr_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// A view link to this annotation: Neuroglancer opens the dataset with the annotation over
+/// it, at the position, rotation, zoom and layout given, through your personal viewer URL
+/// (valid for `ZARRSHARE_UNLOCK_TTL_SECS`, and only while you may read it). To give others a
+/// lasting view link, make a share link scoped to the annotation with a stored `view`.
+#[utoipa::path(get, path = "/api/annotations/{id}/viewer", tag = "annotations", params(("id" = String, Path), ViewerQuery),
+    responses((status = 200, body = AnnotationViewer), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn viewer(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ViewerQuery>,
+) -> Result<ApiJson<AnnotationViewer>, ApiError> {
+    let subject = subject(&s, &actor, &id).await?;
+    subject.require(&actor, Action::ReadAnnotation)?;
+    let a = &subject.annotation;
+    if q.version.is_some_and(|v| v > a.version) {
+        return Err(ApiError::NotFound("no such version".into()));
+    }
+    let Some(user) = actor.user_id() else {
+        return Err(ApiError::Unprocessable(
+            "view links are personal; the admin key can make a share link for the annotation"
+                .into(),
+        ));
+    };
+    // The view is checked against the data now, so that the link never fails later for it.
+    let numbers = |what: &str, text: &str| {
+        text.split(',')
+            .map(|v| v.trim().parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ApiError::BadRequest(format!("{what} must be comma-separated numbers")))
+    };
+    let rotation = match &q.rotation {
+        Some(r) => Some(<[f64; 3]>::try_from(numbers("rotation", r)?).map_err(|_| {
+            ApiError::BadRequest("rotation has three angles: about x, y and z".into())
+        })?),
+        None => None,
+    };
+    let view = shared::neuroglancer::ViewParams {
+        position: q
+            .position
+            .as_deref()
+            .map(|p| numbers("position", p))
+            .transpose()?,
+        zoom: q.zoom,
+        layout: q.layout,
+        rotation,
+    };
+    shared::neuroglancer::state(&subject.dataset, "https://check.invalid/", None, &view, &[])
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let services = &s.services;
+    let ttl = time::Duration::try_from(services.config.unlock_ttl).unwrap_or(time::Duration::HOUR);
+    let expires_at = now() + ttl;
+    let capability = services
+        .signer
+        .personal(&subject.dataset.id, user, expires_at);
+    let mut query = vec![format!("annotation={}", a.id)];
+    let join = |values: &[f64]| {
+        values
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(p) = &view.position {
+        query.push(format!("position={}", join(p)));
+    }
+    if let Some(r) = &view.rotation {
+        query.push(format!("rotation={}", join(r)));
+    }
+    if let Some(z) = q.zoom {
+        query.push(format!("zoom={z}"));
+    }
+    if let Some(l) = q.layout {
+        query.push(format!("layout={}", l.as_str()));
+    }
+    if let Some(v) = q.version {
+        query.push(format!("version={v}"));
+    }
+    let state_url = services.public_url(&format!("/ng/u/{capability}.json?{}", query.join("&")));
+    let zarr_url = a.volume.as_ref().map(|_| {
+        let at = match q.version {
+            Some(v) if v != a.version => format!("versions/{v}/"),
+            _ => String::new(),
+        };
+        services.public_url(&format!(
+            "/u/{capability}/__annotations/{}/{at}volume/",
+            a.id
+        ))
+    });
+    Ok(ApiJson(AnnotationViewer {
+        neuroglancer_url: shared::neuroglancer::viewer_url_for_state_url(
+            &services.config.neuroglancer_url,
+            &state_url,
+        ),
+        state_url,
+        zarr_url,
+        expires_at,
+    }))
 }
 
 /// Copy an annotation to your account: a new annotation of yours with the same content at
@@ -836,9 +1128,18 @@ async fn copy(
         deleted_at: None,
         ..origin.clone()
     };
+    if let Some(spec) = &copy.volume {
+        shared::volumes::create(s.services.bodies.location(), &copy.id, &copy.name, spec)
+            .await
+            .map_err(ApiError::internal)?;
+    }
     let first = if origin.version > 0 {
-        let content = content(&s, &origin.id, origin.version).await?;
-        let value = serde_json::to_value(&content).map_err(ApiError::internal)?;
+        let value = match content_of(&s, origin, origin.version).await? {
+            Content::Skeleton(skeleton) => serde_json::to_value(&skeleton),
+            // The copy reads the origin's buckets where they are: they never change.
+            Content::Volume(volume) => serde_json::to_value(volume.copied_from(&origin.id)),
+        }
+        .map_err(ApiError::internal)?;
         let body = s
             .services
             .bodies

@@ -719,14 +719,22 @@ async fn creating_needs_a_dataset_the_caller_may_annotate() {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
-    // Volumes cannot be created here yet; blank names are refused.
+    // Volume settings on a skeleton, or a volume over a layer the dataset lacks, are refused;
+    // blank names are refused.
     app.post(
         "/api/annotations",
         Who::As(&owner),
-        &json!({"dataset_id": ds.id, "name": "mine", "kind": "volume"}),
+        &json!({"dataset_id": ds.id, "name": "mine", "kind": "skeleton", "volume": {}}),
     )
     .await
-    .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    .problem_about(StatusCode::UNPROCESSABLE_ENTITY, "volume");
+    app.post(
+        "/api/annotations",
+        Who::As(&owner),
+        &json!({"dataset_id": ds.id, "name": "mine", "kind": "volume", "volume": {"layer": "nope"}}),
+    )
+    .await
+    .problem_about(StatusCode::UNPROCESSABLE_ENTITY, "no layer");
     app.post(
         "/api/annotations",
         Who::As(&owner),

@@ -21,14 +21,20 @@ use axum::routing::get;
 use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use shared::access::{
-    Action, Actor, DatasetFacts, GrantFacts, LinkFacts, MemberFacts, Resource, require,
+    Action, Actor, AnnotationFacts, DatasetFacts, GrantFacts, LinkFacts, MemberFacts, Resource,
+    require,
 };
 use shared::config::Delivery;
-use shared::domain::{DatasetId, LinkToken, ObjectKey, ShareLink, User, now};
+use shared::domain::skeleton::Skeleton;
+use shared::domain::{
+    Annotation, AnnotationId, DatasetId, LinkScope, LinkToken, ObjectKey, ShareLink, User, now,
+};
 use shared::error::ApiQuery;
+use shared::neuroglancer::Overlay;
 use shared::neuroglancer::ViewParams;
-use shared::objects::{BLOB_ROUTE_PREFIX, ObjectsError};
+use shared::objects::{BLOB_ROUTE_PREFIX, Location, ObjectsError};
 use shared::services::ResolvedDataset;
+use shared::store::catalog::CatalogError;
 use shared::usage::Use;
 use shared::{ApiError, Services};
 use utoipa::ToSchema;
@@ -43,6 +49,8 @@ enum Caching {
     Public,
     /// Link or presigned data: only the reader's own cache, briefly.
     Private,
+    /// A name whose content moves on (an annotation's latest version): revalidate each time.
+    Revalidate,
 }
 
 impl Caching {
@@ -50,6 +58,7 @@ impl Caching {
         match self {
             Caching::Public => HeaderValue::from_static("public, max-age=3600"),
             Caching::Private => HeaderValue::from_static("private, max-age=60"),
+            Caching::Revalidate => HeaderValue::from_static("private, no-cache"),
         }
     }
 }
@@ -330,20 +339,148 @@ async fn read(
         .ok_or_else(|| ApiError::NotFound("no such dataset".into()))?;
     let key = parse_key(raw_key)?;
     let reader = resolve(services, via, segment).await?;
-    reader.require(Action::ReadData, Some(key.as_str()))?;
-    let response = serve(
-        services,
-        &reader.dataset,
-        &key,
-        &method,
-        &headers,
-        reader.caching,
-    )
-    .await?;
+    let response = match key.as_str().strip_prefix(ANNOTATIONS_PREFIX) {
+        Some(rest) => annotation_read(services, &reader, rest, &method, &headers).await?,
+        None => {
+            reader.require(Action::ReadData, Some(key.as_str()))?;
+            serve(
+                services,
+                &reader.dataset.location,
+                &key,
+                &method,
+                &headers,
+                reader.caching,
+            )
+            .await?
+        }
+    };
     if let Some(link) = &reader.link {
         count(services, link, &key, &method, &response);
     }
     Ok(response)
+}
+
+/// Where annotations appear inside a dataset's URL space (Zarr v3 reserves `__` names).
+const ANNOTATIONS_PREFIX: &str = "__annotations/";
+
+/// Reads a volume annotation's Zarr: `{annotation}/volume/{key}` (its latest version) or
+/// `{annotation}/versions/{n}/volume/{key}`, for readers who may read the annotation.
+async fn annotation_read(
+    services: &Services,
+    reader: &Reader,
+    rest: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, tail) = rest
+        .split_once('/')
+        .ok_or_else(|| ApiError::NotFound("no such annotation".into()))?;
+    let annotation = readable_annotation(services, reader, id).await?;
+    let id = annotation.id.clone();
+    let (version, tail, caching) = match tail.strip_prefix("versions/") {
+        Some(v) => {
+            let no_version = || ApiError::NotFound("no such version".into());
+            let (n, tail) = v.split_once('/').ok_or_else(no_version)?;
+            let n: u64 = n.parse().map_err(|_| no_version())?;
+            if n > annotation.version {
+                return Err(no_version());
+            }
+            (n, tail, reader.caching)
+        }
+        None => (annotation.version, tail, Caching::Revalidate),
+    };
+    let Some(key) = tail.strip_prefix("volume/") else {
+        return Err(ApiError::NotFound(
+            "an annotation's data is read below volume/".into(),
+        ));
+    };
+    if annotation.volume.is_none() {
+        return Err(ApiError::NotFound(
+            "this is a skeleton annotation: download it from /api/annotations/{id}/download".into(),
+        ));
+    }
+    let location = services
+        .bodies
+        .location()
+        .ok_or_else(|| ApiError::internal(shared::volumes::VolumeError::NoStorage))?;
+    let content = services.volume_content(&id, version).await?;
+    let object = content
+        .object_key(&id, key)
+        .ok_or_else(|| ApiError::NotFound(format!("no object at '{key}'")))?;
+    let object = ObjectKey::parse(&object).map_err(ApiError::internal)?;
+    serve(services, location, &object, method, headers, caching).await
+}
+
+/// The annotation `id` of the reader's dataset, if the reader may read it.
+async fn readable_annotation(
+    services: &Services,
+    reader: &Reader,
+    id: &str,
+) -> Result<Arc<Annotation>, ApiError> {
+    let missing = || ApiError::NotFound("no such annotation".into());
+    let id = AnnotationId::parse(id).map_err(|_| missing())?;
+    let annotation = services
+        .resolve_annotation(&id)
+        .await?
+        .filter(|a| a.dataset_id == reader.dataset.dataset.id)
+        .ok_or_else(missing)?;
+    let owner_teams = services.owner_teams(&annotation).await?;
+    require(
+        &reader.actor,
+        Action::ReadAnnotation,
+        Resource::Annotation(AnnotationFacts::of(
+            &annotation,
+            &owner_teams,
+            reader.facts(),
+        )),
+    )?;
+    Ok(annotation)
+}
+
+/// An annotation drawn over the data in a view state: a volume as a segmentation layer read
+/// through the same capability (`root`), a skeleton as points and lines.
+async fn overlay(
+    services: &Services,
+    reader: &Reader,
+    root: &str,
+    id: &str,
+    version: Option<u64>,
+) -> Result<Overlay, ApiError> {
+    let annotation = readable_annotation(services, reader, id).await?;
+    let version = version.unwrap_or(annotation.version);
+    if version > annotation.version {
+        return Err(ApiError::NotFound(format!("no version {version}")));
+    }
+    let id = &annotation.id;
+    if annotation.volume.is_some() {
+        let at = match version == annotation.version {
+            true => String::new(),
+            false => format!("versions/{version}/"),
+        };
+        return Ok(Overlay::Segmentation {
+            name: annotation.name.clone(),
+            source: format!("{root}{ANNOTATIONS_PREFIX}{id}/{at}volume/"),
+        });
+    }
+    let skeleton = if version == 0 {
+        Skeleton::default()
+    } else {
+        let saved = services
+            .annotations()
+            .version(id, version)
+            .await
+            .map_err(|e| match e {
+                CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
+                other => other.into(),
+            })?;
+        let value = services
+            .bodies
+            .load(&saved.body)
+            .await
+            .map_err(ApiError::internal)?;
+        serde_json::from_value(value).map_err(ApiError::internal)?
+    };
+    Ok(skeleton.overlay(&annotation.name))
 }
 
 /// Counts a successful read through a link (in memory; flushed in the background).
@@ -377,20 +514,33 @@ pub struct ViewQuery {
     pub zoom: Option<f64>,
     /// `xy`, `xz`, `yz`, `3d` or `4panel`.
     pub layout: Option<shared::neuroglancer::Layout>,
+    /// Rotation in degrees about x, y and z, comma-separated (e.g. `0,0,45`).
+    pub rotation: Option<String>,
+    /// Show this annotation over the data: a skeleton as points and lines, a volume as a
+    /// segmentation layer. A link made for one annotation shows it without this.
+    pub annotation: Option<String>,
+    /// The annotation's version to show (default: its latest).
+    pub version: Option<u64>,
+}
+
+fn numbers(what: &str, text: &str) -> Result<Vec<f64>, ApiError> {
+    text.split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ApiError::BadRequest(format!("{what} must be comma-separated numbers")))
 }
 
 impl ViewQuery {
-    fn over(self, stored: Option<&ViewParams>) -> Result<ViewParams, ApiError> {
+    fn over(&self, stored: Option<&ViewParams>) -> Result<ViewParams, ApiError> {
         let mut view = stored.cloned().unwrap_or_default();
-        if let Some(p) = self.position {
-            let values = p
-                .split(',')
-                .map(|v| v.trim().parse::<f64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    ApiError::BadRequest("position must be comma-separated numbers".into())
-                })?;
-            view.position = Some(values);
+        if let Some(p) = &self.position {
+            view.position = Some(numbers("position", p)?);
+        }
+        if let Some(r) = &self.rotation {
+            let r: [f64; 3] = numbers("rotation", r)?.try_into().map_err(|_| {
+                ApiError::BadRequest("rotation has three angles: about x, y and z".into())
+            })?;
+            view.rotation = Some(r);
         }
         if self.zoom.is_some() {
             view.zoom = self.zoom;
@@ -428,8 +578,22 @@ async fn view_state(
     let root = absolute(services, headers, &format!("/{}/{segment}/", via.prefix()));
     let scope = Some(reader.root()).filter(|s| !s.is_empty());
     let view = q.over(reader.link.as_ref().and_then(|l| l.view.as_ref()))?;
-    let state = shared::neuroglancer::state(&reader.dataset.dataset, &root, scope, &view)
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let scoped = reader.link.as_ref().and_then(|l| match &l.scope {
+        LinkScope::Annotation { annotation } => Some(annotation.to_string()),
+        _ => None,
+    });
+    let overlays = match q.annotation.or(scoped) {
+        Some(id) => vec![overlay(services, &reader, &root, &id, q.version).await?],
+        None if q.version.is_some() => {
+            return Err(ApiError::BadRequest(
+                "version needs an annotation to show".into(),
+            ));
+        }
+        None => Vec::new(),
+    };
+    let state =
+        shared::neuroglancer::state(&reader.dataset.dataset, &root, scope, &view, &overlays)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     if let Some(link) = &reader.link {
         services.record_use(link, Use::View, false, 0);
     }
@@ -710,15 +874,14 @@ fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
 
 async fn serve(
     services: &Services,
-    resolved: &ResolvedDataset,
+    location: &Location,
     key: &ObjectKey,
     method: &Method,
     headers: &HeaderMap,
     caching: Caching,
 ) -> Result<Response, ApiError> {
-    let location = &resolved.location;
     if services.config.delivery == Delivery::Redirect && method == Method::GET {
-        return redirect(services, resolved, key).await;
+        return redirect(services, location, key).await;
     }
     let options = read_options(method, headers);
     let range = options.range.clone();
@@ -729,7 +892,7 @@ async fn serve(
         && whole_get
         && r.meta.size > services.config.max_proxy_bytes
     {
-        return redirect(services, resolved, key).await;
+        return redirect(services, location, key).await;
     }
     respond(result, range, key, caching, || async {
         location
@@ -744,11 +907,10 @@ async fn serve(
 
 async fn redirect(
     services: &Services,
-    resolved: &ResolvedDataset,
+    location: &Location,
     key: &ObjectKey,
 ) -> Result<Response, ApiError> {
-    let url = resolved
-        .location
+    let url = location
         .presign_get(key, services.config.presign_ttl)
         .await
         .map_err(ApiError::internal)?;

@@ -957,6 +957,7 @@ async fn view_queries_are_honoured_and_checked() {
                 position: Some(vec![0.0, 1.0, 2.0]),
                 zoom: Some(4.0),
                 layout: Some(Layout::ThreeD),
+                rotation: Some([0.0, 0.0, 90.0]),
             });
         })
         .await;
@@ -965,10 +966,33 @@ async fn view_queries_are_honoured_and_checked() {
     assert_eq!(state["position"], json!([2.0, 1.0, 0.0]));
     assert_eq!(state["crossSectionScale"], json!(0.25));
     assert_eq!(state["layout"], "3d");
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    let turned = |state: &serde_json::Value, key: &str, want: [f64; 4]| {
+        let q: Vec<f64> = serde_json::from_value(state[key].clone()).expect("a quaternion");
+        assert_eq!(q.len(), 4, "{key}: {q:?}");
+        assert!(
+            q.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{key}: {q:?} is not {want:?}"
+        );
+    };
+    turned(&state, "crossSectionOrientation", [0.0, 0.0, h, h]);
     let state = json_body(app.state(&format!("{url}?layout=xy")).await).await;
     assert_eq!(state["layout"], "xy");
     assert_eq!(state["position"], json!([2.0, 1.0, 0.0]));
     assert_eq!(state["crossSectionScale"], json!(0.25));
+    turned(&state, "crossSectionOrientation", [0.0, 0.0, h, h]);
+    // The query's rotation overrides the stored one; a malformed one is refused.
+    let state = json_body(app.state(&format!("{url}?rotation=90,0,0")).await).await;
+    turned(&state, "crossSectionOrientation", [h, 0.0, 0.0, h]);
+    turned(&state, "projectionOrientation", [h, 0.0, 0.0, h]);
+    for (query, status) in [
+        ("rotation=90,0", StatusCode::BAD_REQUEST),
+        ("rotation=a,b,c", StatusCode::BAD_REQUEST),
+        ("rotation=0,720,0", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let r = app.state(&format!("{url}?{query}")).await;
+        assert_eq!(r.status(), status, "{query}");
+    }
 }
 
 #[tokio::test]

@@ -225,6 +225,42 @@ async fn check_options(o: LinkOptions) -> Result<CheckedOptions, ApiError> {
     })
 }
 
+/// A link for one annotation: the annotation must be on this dataset, not deleted, and
+/// readable by the link's maker (a link passes on no more than its maker sees).
+async fn check_annotation_scope(
+    services: &Services,
+    actor: &Actor,
+    subject: &Subject,
+    scope: &LinkScope,
+) -> Result<(), ApiError> {
+    let LinkScope::Annotation { annotation } = scope else {
+        return Ok(());
+    };
+    subject.require(actor, Action::ManageLinks)?;
+    let missing = || {
+        ApiError::Unprocessable(format!(
+            "dataset {} has no annotation {annotation}",
+            subject.dataset.id
+        ))
+    };
+    let found = match services.annotations().get(annotation).await {
+        Ok(a) if a.dataset_id == subject.dataset.id && a.deleted_at.is_none() => a,
+        Ok(_) | Err(CatalogError::NotFound) => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    let owner_teams = services.owner_teams(&found).await?;
+    let facts = shared::access::AnnotationFacts::of(&found, &owner_teams, subject.facts());
+    match shared::access::decide(
+        actor,
+        Action::ReadAnnotation,
+        Resource::Annotation(facts),
+        now(),
+    ) {
+        shared::access::Decision::Allow => Ok(()),
+        shared::access::Decision::Deny(_) => Err(missing()),
+    }
+}
+
 /// A new link to `dataset` after the caller's rights and the scope are checked against it.
 fn new_link(
     actor: &Actor,
@@ -251,13 +287,8 @@ fn new_link(
                 )));
             }
         }
-        LinkScope::Annotation { annotation } => {
-            return Err(ApiError::Unprocessable(format!(
-                "dataset {} has no annotation {annotation}",
-                dataset.id
-            )));
-        }
-        LinkScope::Dataset => {}
+        // Checked against the annotation itself by `check_annotation_scope`.
+        LinkScope::Annotation { .. } | LinkScope::Dataset => {}
     }
     if let Some(view) = &options.view {
         shared::neuroglancer::state(
@@ -265,6 +296,7 @@ fn new_link(
             "https://check.invalid/",
             Some(options.scope.root()).filter(|r| !r.is_empty()),
             view,
+            &[],
         )
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     }
@@ -306,6 +338,7 @@ pub(crate) async fn create_link(
     let services = &s.services;
     let subject = Subject::load(services, &actor, &id).await?;
     let options = check_options(req).await?;
+    check_annotation_scope(services, &actor, &subject, &options.scope).await?;
     let (link, token) = new_link(&actor, &subject, &options)?;
     services.catalog.create_link(&link).await?;
     Ok((
@@ -338,6 +371,12 @@ pub(crate) async fn create_batch(
         return Err(ApiError::Unprocessable("a dataset is named twice".into()));
     }
     let options = check_options(req.options).await?;
+    if matches!(options.scope, LinkScope::Annotation { .. }) {
+        return Err(ApiError::Unprocessable(
+            "an annotation belongs to one dataset: make its link at /api/datasets/{id}/links"
+                .into(),
+        ));
+    }
     let mut made = Vec::with_capacity(req.dataset_ids.len());
     for id in &req.dataset_ids {
         let subject = Subject::load(services, &actor, id).await?;

@@ -80,6 +80,9 @@ pub struct Annotation {
     pub teams: BTreeSet<TeamId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<AnnotationOrigin>,
+    /// A volume annotation's geometry (fixed at creation); none for skeletons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<super::volume::VolumeSpec>,
     pub version: u64,
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]

@@ -10,6 +10,7 @@ mod sharing;
 pub mod skeleton;
 mod storage_url;
 mod token;
+pub mod volume;
 
 pub use account::{Email, OrgRole, Password, TeamRole};
 pub use annotation::{

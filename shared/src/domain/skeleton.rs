@@ -417,6 +417,35 @@ fn collect_group_ids(groups: &[TreeGroup], into: &mut HashSet<u32>) {
 }
 
 impl Skeleton {
+    /// The skeleton as a Neuroglancer overlay: every node a point (its comment the
+    /// description), every edge a line.
+    pub fn overlay(&self, name: &str) -> crate::neuroglancer::Overlay {
+        let at = |n: &Node| n.position.map(|v| v as f64);
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        for tree in self.trees.values() {
+            for node in tree.nodes.values() {
+                nodes.push(crate::neuroglancer::OverlayNode {
+                    id: format!("node-{}", node.id),
+                    position: at(node),
+                    description: tree.comments.get(&node.id).cloned(),
+                });
+            }
+            for edge in &tree.edges {
+                if let (Some(a), Some(b)) =
+                    (tree.nodes.get(&edge.source), tree.nodes.get(&edge.target))
+                {
+                    edges.push((at(a), at(b)));
+                }
+            }
+        }
+        crate::neuroglancer::Overlay::Skeleton {
+            name: name.to_owned(),
+            nodes,
+            edges,
+        }
+    }
+
     /// Applies a batch of actions in order, all or nothing: on the first refused action the
     /// skeleton is left exactly as it was.
     pub fn apply(&mut self, actions: &[UpdateAction]) -> Result<(), ActionError> {

@@ -1365,6 +1365,7 @@ fn annotation(d: &Dataset, owner: &UserId) -> Annotation {
         visibility: AnnotationVisibility::Internal,
         teams: Default::default(),
         forked_from: None,
+        volume: None,
         version: 0,
         revision: 1,
         created_at: t,

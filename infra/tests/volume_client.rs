@@ -1,0 +1,246 @@
+//! A volume annotation painted through the annotations API is read back by zarr-python over
+//! HTTP from the chunk function, by URL alone: its latest version and an earlier one, as an
+//! OME-Zarr 0.5 group with the image's voxel size; and the same access rules hold there — a
+//! private annotation of a public dataset is not readable anonymously.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use infra::server::{ServeOptions, start};
+use serde_json::{Value, json};
+use shared::config::Delivery;
+use shared::domain::{Email, OrgId, OrgRole, Organization, User, UserId, now};
+
+/// A bucket painted with `seed`: voxel i (x fastest) holds seed * 100000 + i % 1000.
+fn bucket(position: [u64; 3], seed: u32) -> Value {
+    let data: Vec<u8> = (0..32u32 * 32 * 32)
+        .flat_map(|i| (seed * 100_000 + i % 1000).to_le_bytes())
+        .collect();
+    json!({"name": "updateBucket", "value": {
+        "position": position, "mag": [1, 1, 1], "cubeSize": 32,
+        "base64Data": base64::engine::general_purpose::STANDARD.encode(data)}})
+}
+
+fn erased(position: [u64; 3]) -> Value {
+    json!({"name": "updateBucket", "value": {
+        "position": position, "mag": [1, 1, 1], "cubeSize": 32,
+        "base64Data": base64::engine::general_purpose::STANDARD.encode(vec![0u8; 32 * 32 * 32 * 4])}})
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zarr_python_reads_a_painted_volume_and_its_versions() {
+    let Some(python) = support::client_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(ServeOptions {
+        port: 0,
+        data_dir: dir.path().to_path_buf(),
+        ready_file: None,
+        aws: false,
+        delivery: Delivery::Proxy,
+        local_roots: vec![],
+        seed_demo: true,
+    })
+    .await
+    .unwrap();
+    let demo = running.demo.clone().unwrap();
+    let services = &running.services;
+
+    // A dataset manager of the installation's organization (may annotate the demo).
+    let org = services.config.org.clone();
+    let user = User {
+        id: UserId::generate(),
+        org: org.clone(),
+        email: Email::parse("painter@lab.example").unwrap(),
+        name: "painter".into(),
+        password_hash: String::new(),
+        active: true,
+        role: OrgRole::DatasetManager,
+        teams: BTreeMap::new(),
+        experience: BTreeMap::new(),
+        token_generation: 0,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now(),
+        version: 1,
+    };
+    if services.directory.org(&org).await.is_ok() {
+        services.directory.create_user(&user).await.unwrap();
+    } else {
+        let record = Organization {
+            id: OrgId::parse(org.as_str()).unwrap(),
+            name: "Lab".into(),
+            auto_activate: false,
+            created_at: now(),
+            version: 1,
+        };
+        services.directory.create_org(&record, &user).await.unwrap();
+    }
+    let token = services
+        .tokens
+        .issue(&user.id, &user.org, user.token_generation)
+        .unwrap();
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", running.base_url);
+
+    let (status, created) = call(
+        &client,
+        reqwest::Method::POST,
+        &api("/api/annotations"),
+        &token,
+        Some(json!({"dataset_id": demo.dataset_id, "name": "nuclei", "kind": "volume", "visibility": "public"})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let volume = created["volume"].clone();
+    let shape = volume["shape"].clone();
+    let saves = api(&format!("/api/annotations/{id}/saves"));
+
+    // Version 1: three buckets, one of them at the far corner of the volume.
+    let far: Vec<u64> = ["x", "y", "z"]
+        .iter()
+        .enumerate()
+        .map(|(i, _)| (shape[2 - i].as_u64().unwrap() - 1) / 32 * 32)
+        .collect();
+    let far = [far[0], far[1], far[2]];
+    let (status, saved) = call(
+        &client,
+        reqwest::Method::POST,
+        &saves,
+        &token,
+        Some(json!({"base_version": 0, "actions": [
+            bucket([0, 0, 0], 1), bucket([64, 32, 32], 2), bucket(far, 3)]})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{saved}");
+    assert_eq!(saved["version"], 1);
+    assert_eq!(saved["buckets"], 3);
+    assert_eq!(saved["largest_segment_id"], 300_999);
+    // Version 2: one bucket repainted, one erased.
+    let (status, saved) = call(
+        &client,
+        reqwest::Method::POST,
+        &saves,
+        &token,
+        Some(json!({"base_version": 1, "actions": [bucket([64, 32, 32], 4), erased([0, 0, 0])]})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{saved}");
+    assert_eq!(saved["buckets"], 2);
+
+    let root = format!(
+        "{}/data/{}/__annotations/{id}",
+        running.base_url, demo.dataset_id
+    );
+    let spec = json!({
+        "shape": shape,
+        "voxel_size": volume["voxel_size"],
+        "versions": [
+            {"url": format!("{root}/volume/"), "buckets": [
+                {"position": [64, 32, 32], "seed": 4}, {"position": far, "seed": 3}]},
+            {"url": format!("{root}/versions/1/volume/"), "buckets": [
+                {"position": [0, 0, 0], "seed": 1}, {"position": [64, 32, 32], "seed": 2},
+                {"position": far, "seed": 3}]},
+            {"url": format!("{root}/versions/0/volume/"), "buckets": []},
+        ],
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_volume.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(spec.to_string())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "zarr-python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let reports = report.as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert!(reports.iter().all(|r| r["equal"] == true), "{report}");
+    assert_eq!(reports[0]["chunks"], json!([32, 32, 32]));
+    assert_eq!(reports[0]["axes"], json!(["z", "y", "x"]));
+    assert_eq!(reports[0]["dtype"], "uint32");
+    assert_eq!(reports[1]["nonzero_voxels"], json!(3 * 32 * 32 * 32));
+    // The volume has the demo image's finest level's spatial shape.
+    let dataset = services
+        .catalog
+        .dataset(&shared::domain::DatasetId::parse(&demo.dataset_id).unwrap())
+        .await
+        .unwrap();
+    let level = &dataset.layers[0].levels[0];
+    assert_eq!(shape, json!(level.shape[level.shape.len() - 3..]));
+
+    // Private annotations of a public dataset are not readable anonymously, even as Zarr.
+    let (status, _) = call(
+        &client,
+        reqwest::Method::PATCH,
+        &api(&format!("/api/annotations/{id}")),
+        &token,
+        Some(json!({"visibility": "private"})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let anonymous = reqwest::get(format!("{root}/volume/zarr.json"))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // … but its owner's viewer URL reads it.
+    let (status, viewer) = call(
+        &client,
+        reqwest::Method::GET,
+        &api(&format!(
+            "/api/annotations/{id}/viewer?position=64,128,128&rotation=0,0,45&zoom=2"
+        )),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{viewer}");
+    let zarr_url = viewer["zarr_url"].as_str().unwrap();
+    let metadata = reqwest::get(format!("{zarr_url}0/zarr.json"))
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), reqwest::StatusCode::OK);
+    let state: Value = reqwest::get(viewer["state_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let layers = state["layers"].as_array().unwrap();
+    let painted = layers.iter().find(|l| l["name"] == "nuclei").unwrap();
+    assert_eq!(painted["type"], "segmentation");
+    assert_eq!(painted["source"], format!("zarr3://{zarr_url}"));
+    assert!(state["crossSectionOrientation"].is_array(), "{state}");
+    running.stop().await.unwrap();
+}
