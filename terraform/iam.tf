@@ -70,9 +70,11 @@ locals {
         }
       }] : [],
       cfg.s3_write ? [{
+        # Version bodies and volume buckets; DeleteObject removes the buckets of a save that
+        # lost its race.
         Sid      = "AnnotationBodiesWrite"
         Effect   = "Allow"
-        Action   = ["s3:PutObject"]
+        Action   = ["s3:PutObject", "s3:DeleteObject"]
         Resource = ["${aws_s3_bucket.data.arn}/${var.annotations_prefix}*"]
       }] : [],
       cfg.ses_send ? [{

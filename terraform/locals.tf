@@ -13,7 +13,7 @@ locals {
   #   env           function-specific environment on top of local.common_env
   functions = {
     chunks = {
-      description = "Serves dataset keys (metadata and chunks) and Neuroglancer view states to viewers: GET/HEAD, ranges, CORS, presigned redirects; counts link usage."
+      description = "Serves dataset keys (metadata and chunks), volume annotations and Neuroglancer view states to viewers: GET/HEAD, ranges, CORS, presigned redirects; counts link usage."
       routes = [
         "GET /data/{proxy+}",
         "HEAD /data/{proxy+}",
@@ -68,7 +68,7 @@ locals {
       }
     }
     annotations = {
-      description = "The annotations API: skeleton annotations with versioned saves, visibility, team sharing, copies, NML downloads."
+      description = "The annotations API: skeleton and volume annotations with versioned saves, visibility, team sharing, copies, view links, NML downloads."
       routes = [
         "ANY /api/annotations",
         "ANY /api/annotations/{proxy+}",
@@ -77,7 +77,7 @@ locals {
       timeout_s   = 15
       ddb_write   = true
       usage_write = false
-      s3_write    = true # version bodies over 32 KB, under var.annotations_prefix
+      s3_write    = true # version bodies over 32 KB and volume buckets, under var.annotations_prefix
       ses_send    = false
       env = {
         ZARRSHARE_JWT_SECRET = var.jwt_secret

@@ -242,5 +242,93 @@ async fn zarr_python_reads_a_painted_volume_and_its_versions() {
     assert_eq!(painted["type"], "segmentation");
     assert_eq!(painted["source"], format!("zarr3://{zarr_url}"));
     assert!(state["crossSectionOrientation"].is_array(), "{state}");
+
+    // A private skeleton, shared by a link made for it alone: the link holder downloads its
+    // NML and JSON and sees it in the link's view state; anonymous readers do not.
+    let (status, created) = call(
+        &client,
+        reqwest::Method::POST,
+        &api("/api/annotations"),
+        &token,
+        Some(json!({"dataset_id": demo.dataset_id, "name": "axon", "kind": "skeleton", "visibility": "private"})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    let skeleton = created["id"].as_str().unwrap().to_owned();
+    let (status, saved) = call(
+        &client,
+        reqwest::Method::POST,
+        &api(&format!("/api/annotations/{skeleton}/saves")),
+        &token,
+        Some(json!({"base_version": 0, "actions": [
+            {"name": "createTree", "value": {"id": 1, "name": "axon"}},
+            {"name": "createNode", "value": {"treeId": 1, "node": {"id": 1, "position": [10, 20, 30], "radius": 2.0, "created": 1}}},
+            {"name": "createNode", "value": {"treeId": 1, "node": {"id": 2, "position": [12, 22, 31], "radius": 2.0, "created": 2}}},
+            {"name": "createEdge", "value": {"treeId": 1, "source": 1, "target": 2}},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{saved}");
+    let (status, link) = call(
+        &client,
+        reqwest::Method::POST,
+        &api(&format!("/api/datasets/{}/links", demo.dataset_id)),
+        &running.admin_key,
+        Some(json!({"label": "axon for reviewers",
+                    "scope": {"kind": "annotation", "annotation": skeleton},
+                    "view": {"position": [30, 20, 10], "rotation": [0, 0, 45], "zoom": 4}})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{link}");
+    let link_root = link["url"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let nml = reqwest::get(format!("{link_root}/__annotations/{skeleton}/skeleton.nml"))
+        .await
+        .unwrap();
+    assert_eq!(nml.status(), reqwest::StatusCode::OK);
+    let nml = nml.text().await.unwrap();
+    assert!(nml.contains("<node id=\"2\""), "{nml}");
+    assert!(nml.contains("<edge source=\"1\" target=\"2\""), "{nml}");
+    let json: Value = reqwest::get(format!(
+        "{link_root}/__annotations/{skeleton}/versions/1/skeleton.json"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        json["trees"][0]["nodes"].as_array().unwrap().len(),
+        2,
+        "{json}"
+    );
+    let state: Value = reqwest::get(link["state_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let overlay = state["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["type"] == "annotation")
+        .unwrap_or_else(|| panic!("no skeleton layer in {state}"));
+    assert_eq!(
+        overlay["annotations"].as_array().unwrap().len(),
+        3,
+        "2 nodes, 1 edge"
+    );
+    assert!(state["crossSectionOrientation"].is_array(), "{state}");
+    let anonymous = reqwest::get(format!(
+        "{}/data/{}/__annotations/{skeleton}/skeleton.nml",
+        running.base_url, demo.dataset_id
+    ))
+    .await
+    .unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
     running.stop().await.unwrap();
 }

@@ -377,6 +377,31 @@ impl Services {
         crate::store::Annotations::new(self.catalog.store().clone())
     }
 
+    /// A skeleton annotation's content at `version` (0: empty).
+    pub async fn skeleton(
+        &self,
+        id: &AnnotationId,
+        version: u64,
+    ) -> Result<crate::domain::skeleton::Skeleton, ApiError> {
+        if version == 0 {
+            return Ok(Default::default());
+        }
+        let saved = self
+            .annotations()
+            .version(id, version)
+            .await
+            .map_err(|e| match e {
+                CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
+                other => other.into(),
+            })?;
+        let value = self
+            .bodies
+            .load(&saved.body)
+            .await
+            .map_err(ApiError::internal)?;
+        serde_json::from_value(value).map_err(ApiError::internal)
+    }
+
     /// The content of one version of a volume annotation (version 0: nothing painted). Saved
     /// versions never change, so they are cached here without expiry.
     pub async fn volume_content(

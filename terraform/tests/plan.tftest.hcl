@@ -245,18 +245,19 @@ run "least_privilege_policies" {
     condition = alltrue([
       for k, p in aws_iam_role_policy.fn : alltrue([
         for s in jsondecode(p.policy).Statement :
-        s.Resource == ["${aws_s3_bucket.data.arn}/annotations/*"] if contains(s.Action, "s3:PutObject")
+        s.Resource == ["${aws_s3_bucket.data.arn}/annotations/*"]
+        if contains(s.Action, "s3:PutObject") || contains(s.Action, "s3:DeleteObject")
       ])
     ])
-    error_message = "A function may write to the data bucket only under the annotations prefix."
+    error_message = "A function may write or delete in the data bucket only under the annotations prefix."
   }
 
   assert {
     condition = (
       length([for s in jsondecode(aws_iam_role_policy.fn["annotations"].policy).Statement : s if contains(s.Action, "s3:PutObject")]) == 1 &&
-      length(flatten([for k in ["accounts", "chunks", "datasets"] : [for s in jsondecode(aws_iam_role_policy.fn[k].policy).Statement : s if contains(s.Action, "s3:PutObject")]])) == 0
+      length(flatten([for k in ["accounts", "chunks", "datasets"] : [for s in jsondecode(aws_iam_role_policy.fn[k].policy).Statement : s if contains(s.Action, "s3:PutObject") || contains(s.Action, "s3:DeleteObject")]])) == 0
     )
-    error_message = "Only the annotations function writes objects (version bodies)."
+    error_message = "Only the annotations function writes or deletes objects (version bodies, volume buckets)."
   }
 
   assert {

@@ -560,24 +560,7 @@ async fn content_of(s: &AppState, a: &Annotation, version: u64) -> Result<Conten
 
 /// The skeleton at `version` (0: empty).
 async fn content(s: &AppState, id: &AnnotationId, version: u64) -> Result<Skeleton, ApiError> {
-    if version == 0 {
-        return Ok(Skeleton::default());
-    }
-    let v = s
-        .annotations
-        .version(id, version)
-        .await
-        .map_err(|e| match e {
-            CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
-            other => other.into(),
-        })?;
-    let value = s
-        .services
-        .bodies
-        .load(&v.body)
-        .await
-        .map_err(ApiError::internal)?;
-    serde_json::from_value(value).map_err(ApiError::internal)
+    s.services.skeleton(id, version).await
 }
 
 /// A save onto a deleted annotation (told only to those who may restore it).
@@ -888,46 +871,7 @@ async fn download(
     let (content_type, extension, body) = match format {
         Format::Nml => {
             let skeleton = content(&s, &a.id, version).await?;
-            let scale = subject
-                .dataset
-                .layers
-                .first()
-                .and_then(|l| {
-                    let level = l.levels.first()?;
-                    let scale = level.scale.as_ref()?;
-                    let spatial: Vec<f64> = l
-                        .axes
-                        .iter()
-                        .zip(scale)
-                        .filter(|(axis, _)| matches!(axis.as_str(), "x" | "y" | "z"))
-                        .map(|(_, s)| *s)
-                        .collect();
-                    // NML wants x, y, z in nanometres; OME lists z, y, x.
-                    let factor = match l.units.iter().find(|u| !u.is_empty()).map(String::as_str) {
-                        Some("micrometer") => 1000.0,
-                        Some("millimeter") => 1e6,
-                        _ => 1.0,
-                    };
-                    (spatial.len() == 3).then(|| {
-                        [
-                            spatial[2] * factor,
-                            spatial[1] * factor,
-                            spatial[0] * factor,
-                        ]
-                    })
-                })
-                .unwrap_or([1.0, 1.0, 1.0]);
-            let meta = NmlMeta {
-                dataset_name: subject.dataset.name.as_str().to_owned(),
-                description: a.description.clone(),
-                scale,
-                edit_position: None,
-                edit_rotation: None,
-                zoom: None,
-                time_ms: i64::try_from(a.created_at.unix_timestamp_nanos() / 1_000_000)
-                    .unwrap_or_default(),
-                annotation_id: a.id.to_string(),
-            };
+            let meta = NmlMeta::of(a, &subject.dataset);
             (
                 "application/xml",
                 "nml",

@@ -25,7 +25,7 @@ use shared::access::{
     require,
 };
 use shared::config::Delivery;
-use shared::domain::skeleton::Skeleton;
+use shared::domain::skeleton::{NmlMeta, to_nml};
 use shared::domain::{
     Annotation, AnnotationId, DatasetId, LinkScope, LinkToken, ObjectKey, ShareLink, User, now,
 };
@@ -34,7 +34,6 @@ use shared::neuroglancer::Overlay;
 use shared::neuroglancer::ViewParams;
 use shared::objects::{BLOB_ROUTE_PREFIX, Location, ObjectsError};
 use shared::services::ResolvedDataset;
-use shared::store::catalog::CatalogError;
 use shared::usage::Use;
 use shared::{ApiError, Services};
 use utoipa::ToSchema;
@@ -363,8 +362,9 @@ async fn read(
 /// Where annotations appear inside a dataset's URL space (Zarr v3 reserves `__` names).
 const ANNOTATIONS_PREFIX: &str = "__annotations/";
 
-/// Reads a volume annotation's Zarr: `{annotation}/volume/{key}` (its latest version) or
-/// `{annotation}/versions/{n}/volume/{key}`, for readers who may read the annotation.
+/// Reads an annotation, for readers who may read it: a volume as Zarr below
+/// `{annotation}/volume/` (its latest version) or `{annotation}/versions/{n}/volume/`; a
+/// skeleton as `{annotation}/[versions/{n}/]skeleton.nml` or `skeleton.json`.
 async fn annotation_read(
     services: &Services,
     reader: &Reader,
@@ -389,16 +389,44 @@ async fn annotation_read(
         }
         None => (annotation.version, tail, Caching::Revalidate),
     };
+    if annotation.volume.is_none() {
+        let (content_type, body) = match tail {
+            "skeleton.nml" => {
+                let skeleton = services.skeleton(&id, version).await?;
+                let meta = NmlMeta::of(&annotation, &reader.dataset.dataset);
+                ("application/xml", to_nml(&skeleton, &meta).into_bytes())
+            }
+            "skeleton.json" => {
+                let skeleton = services.skeleton(&id, version).await?;
+                (
+                    "application/json",
+                    serde_json::to_vec(&skeleton).map_err(ApiError::internal)?,
+                )
+            }
+            _ => {
+                return Err(ApiError::NotFound(
+                    "a skeleton annotation is read as skeleton.nml or skeleton.json".into(),
+                ));
+            }
+        };
+        let mut response = (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CACHE_CONTROL, caching.header()),
+            ],
+            body,
+        )
+            .into_response();
+        if method == Method::HEAD {
+            *response.body_mut() = Body::empty();
+        }
+        return Ok(response);
+    }
     let Some(key) = tail.strip_prefix("volume/") else {
         return Err(ApiError::NotFound(
-            "an annotation's data is read below volume/".into(),
+            "a volume annotation is read as Zarr below volume/".into(),
         ));
     };
-    if annotation.volume.is_none() {
-        return Err(ApiError::NotFound(
-            "this is a skeleton annotation: download it from /api/annotations/{id}/download".into(),
-        ));
-    }
     let location = services
         .bodies
         .location()
@@ -462,25 +490,10 @@ async fn overlay(
             source: format!("{root}{ANNOTATIONS_PREFIX}{id}/{at}volume/"),
         });
     }
-    let skeleton = if version == 0 {
-        Skeleton::default()
-    } else {
-        let saved = services
-            .annotations()
-            .version(id, version)
-            .await
-            .map_err(|e| match e {
-                CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
-                other => other.into(),
-            })?;
-        let value = services
-            .bodies
-            .load(&saved.body)
-            .await
-            .map_err(ApiError::internal)?;
-        serde_json::from_value(value).map_err(ApiError::internal)?
-    };
-    Ok(skeleton.overlay(&annotation.name))
+    Ok(services
+        .skeleton(id, version)
+        .await?
+        .overlay(&annotation.name))
 }
 
 /// Counts a successful read through a link (in memory; flushed in the background).

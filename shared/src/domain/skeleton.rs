@@ -895,6 +895,44 @@ pub struct NmlMeta {
     pub annotation_id: String,
 }
 
+impl NmlMeta {
+    /// The NML header of `annotation` on `dataset`: the dataset's name, the annotation's
+    /// description, id and creation time, and the voxel size (x, y, z in nanometres) of the
+    /// dataset's first layer's finest level (1 nm when it gives none).
+    pub fn of(annotation: &super::Annotation, dataset: &super::Dataset) -> Self {
+        let scale = dataset
+            .layers
+            .first()
+            .and_then(|l| {
+                let level = l.levels.first()?;
+                let scale = level.scale.as_ref()?;
+                let size = |name: &str| {
+                    let i = l.axes.iter().position(|a| a == name)?;
+                    let factor = match l.units.get(i).map(String::as_str) {
+                        Some("micrometer") => 1000.0,
+                        Some("millimeter") => 1e6,
+                        Some("meter") => 1e9,
+                        _ => 1.0,
+                    };
+                    Some(scale.get(i)? * factor)
+                };
+                Some([size("x")?, size("y")?, size("z")?])
+            })
+            .unwrap_or([1.0, 1.0, 1.0]);
+        Self {
+            dataset_name: dataset.name.as_str().to_owned(),
+            description: annotation.description.clone(),
+            scale,
+            edit_position: None,
+            edit_rotation: None,
+            zoom: None,
+            time_ms: i64::try_from(annotation.created_at.unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or_default(),
+            annotation_id: annotation.id.to_string(),
+        }
+    }
+}
+
 /// The skeleton as an NML document (UTF-8 XML), readable by webKnossos and webknossos-libs.
 /// Non-finite numbers in `meta` are written as `0`.
 pub fn to_nml(skeleton: &Skeleton, meta: &NmlMeta) -> String {
