@@ -53,6 +53,16 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zarr_python_reads_a_painted_volume_and_its_versions() {
+    painted_volume(Delivery::Proxy).await;
+}
+
+/// The same with chunk reads answered by redirects to signed storage URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zarr_python_follows_redirects_into_a_volume() {
+    painted_volume(Delivery::Redirect).await;
+}
+
+async fn painted_volume(delivery: Delivery) {
     let Some(python) = support::client_python() else {
         return;
     };
@@ -62,7 +72,7 @@ async fn zarr_python_reads_a_painted_volume_and_its_versions() {
         data_dir: dir.path().to_path_buf(),
         ready_file: None,
         aws: false,
-        delivery: Delivery::Proxy,
+        delivery,
         local_roots: vec![],
         seed_demo: true,
     })
