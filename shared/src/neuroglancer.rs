@@ -51,6 +51,13 @@
 //!   smallest voxel size among the display dimensions.
 //! - `src/data_panel_layout.ts` (`LAYOUTS`): layout names `xy`, `xz`, `yz`, `3d`, `4panel`
 //!   (and `4panel-alt`, `*-3d`, not offered here).
+//! - `src/navigation_state.ts` (`crossSectionOrientation`, `projectionOrientation`): unit
+//!   quaternions `[x, y, z, w]`.
+//! - Overlays: `src/datasource/local.ts` (`local://annotations`), `src/layer/annotation/index.ts`
+//!   (the layer's `annotations` array), `src/annotation/index.ts` (`restoreAnnotation`: `type`
+//!   is the lower-case type name, `id` a string, optional `description`; a `point` has `point`,
+//!   a `line` has `pointA` and `pointB`, one coordinate per dimension of the layer's
+//!   `source.transform.outputDimensions`, here the state's own `dimensions`).
 //!
 //! # Choices
 //!

@@ -9,6 +9,7 @@ use moka::sync::Cache;
 use crate::ApiError;
 use crate::auth::Authenticator;
 use crate::config::{Config, MetadataBackend};
+use crate::domain::skeleton::{Skeleton, UpdateAction};
 use crate::domain::volume::VolumeContent;
 use crate::domain::{
     Annotation, AnnotationId, Dataset, DatasetId, Email, Grant, ShareLink, TokenHash, User, UserId,
@@ -42,7 +43,22 @@ pub struct AccessCache {
     annotations: Cache<AnnotationId, Option<Arc<Annotation>>>,
     /// Volume contents by version: immutable once saved, so kept as long as there is room.
     volumes: Cache<(AnnotationId, u64), Arc<VolumeContent>>,
+    /// Skeletons by version (immutable too), weighed by their nodes: a warm instance saves
+    /// on top of the latest without reading it back.
+    skeletons: Cache<(AnnotationId, u64), Arc<SkeletonAt>>,
 }
+
+/// A skeleton at one version, with the snapshot version its stored chain starts from.
+#[derive(Debug, Default)]
+pub struct SkeletonAt {
+    pub skeleton: Skeleton,
+    /// The version whose stored body is a whole skeleton (0: the empty one) that this
+    /// version's saves build on.
+    pub anchor: u64,
+}
+
+/// Nodes (of all cached skeletons) one instance keeps in memory at most.
+const CACHED_SKELETON_NODES: u64 = 2_000_000;
 
 impl AccessCache {
     pub fn new(ttl: std::time::Duration) -> Self {
@@ -68,6 +84,12 @@ impl AccessCache {
                 .time_to_live(ttl)
                 .build(),
             volumes: Cache::builder().max_capacity(1_000).build(),
+            skeletons: Cache::builder()
+                .max_capacity(CACHED_SKELETON_NODES)
+                .weigher(|_, s: &Arc<SkeletonAt>| {
+                    u32::try_from(s.skeleton.stats().nodes + 1).unwrap_or(u32::MAX)
+                })
+                .build(),
         }
     }
 }
@@ -378,22 +400,85 @@ impl Services {
     }
 
     /// A skeleton annotation's content at `version` (0: empty).
-    pub async fn skeleton(
+    pub async fn skeleton(&self, id: &AnnotationId, version: u64) -> Result<Skeleton, ApiError> {
+        Ok(self.skeleton_at(id, version).await?.skeleton.clone())
+    }
+
+    /// A skeleton at `version` with its snapshot anchor: from this instance's cache, else from
+    /// the nearest snapshot (or cached version) and the saved batches after it.
+    pub async fn skeleton_at(
         &self,
         id: &AnnotationId,
         version: u64,
-    ) -> Result<crate::domain::skeleton::Skeleton, ApiError> {
+    ) -> Result<Arc<SkeletonAt>, ApiError> {
         if version == 0 {
-            return Ok(Default::default());
+            return Ok(Arc::new(SkeletonAt::default()));
         }
-        let saved = self
-            .annotations()
+        if let Some(hit) = self.cache.skeletons.get(&(id.clone(), version)) {
+            return Ok(hit);
+        }
+        let saved = self.saved_version(id, version).await?;
+        let at = match saved.delta_of {
+            None => SkeletonAt {
+                skeleton: self.body_as(&saved).await?,
+                anchor: version,
+            },
+            Some(anchor) => {
+                // Start from the latest cached version in the chain, else from its snapshot.
+                let cached = (anchor + 1..version)
+                    .rev()
+                    .find_map(|v| self.cache.skeletons.get(&(id.clone(), v)).map(|s| (v, s)));
+                let (from, mut skeleton) = match cached {
+                    Some((v, s)) => (v, s.skeleton.clone()),
+                    None if anchor == 0 => (0, Skeleton::default()),
+                    None => {
+                        let snapshot = self.saved_version(id, anchor).await?;
+                        (anchor, self.body_as(&snapshot).await?)
+                    }
+                };
+                let between = futures::future::try_join_all(
+                    (from + 1..version).map(|v| self.saved_version(id, v)),
+                )
+                .await?;
+                for batch in between.iter().chain(std::iter::once(&saved)) {
+                    let actions: Vec<UpdateAction> = self.body_as(batch).await?;
+                    skeleton.apply(&actions).map_err(ApiError::internal)?;
+                }
+                SkeletonAt { skeleton, anchor }
+            }
+        };
+        let at = Arc::new(at);
+        self.cache
+            .skeletons
+            .insert((id.clone(), version), at.clone());
+        Ok(at)
+    }
+
+    /// Keeps a skeleton just saved, so that the next save builds on it without a read.
+    pub fn remember_skeleton(&self, id: &AnnotationId, version: u64, at: SkeletonAt) {
+        self.cache
+            .skeletons
+            .insert((id.clone(), version), Arc::new(at));
+    }
+
+    async fn saved_version(
+        &self,
+        id: &AnnotationId,
+        version: u64,
+    ) -> Result<crate::domain::AnnotationVersion, ApiError> {
+        self.annotations()
             .version(id, version)
             .await
             .map_err(|e| match e {
                 CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
                 other => other.into(),
-            })?;
+            })
+    }
+
+    async fn body_as<T: serde::de::DeserializeOwned>(
+        &self,
+        saved: &crate::domain::AnnotationVersion,
+    ) -> Result<T, ApiError> {
         let value = self
             .bodies
             .load(&saved.body)
@@ -416,21 +501,8 @@ impl Services {
         if let Some(hit) = self.cache.volumes.get(&key) {
             return Ok(hit);
         }
-        let saved = self
-            .annotations()
-            .version(id, version)
-            .await
-            .map_err(|e| match e {
-                CatalogError::NotFound => ApiError::NotFound(format!("no version {version}")),
-                other => other.into(),
-            })?;
-        let value = self
-            .bodies
-            .load(&saved.body)
-            .await
-            .map_err(ApiError::internal)?;
-        let content: Arc<VolumeContent> =
-            Arc::new(serde_json::from_value(value).map_err(ApiError::internal)?);
+        let saved = self.saved_version(id, version).await?;
+        let content: Arc<VolumeContent> = Arc::new(self.body_as(&saved).await?);
         self.cache.volumes.insert(key, content.clone());
         Ok(content)
     }

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use base64::Engine as _;
 use serde_json::{Value, json};
 use shared::Services;
 use shared::config::Config;
 use shared::domain::{
-    Dataset, DatasetId, DatasetName, Email, OrgId, OrgRole, Organization, StorageUrl, TeamId,
-    TeamRole, User, UserId, Visibility, ZarrFormat, now,
+    Dataset, DatasetId, DatasetName, Email, Layer, LayerKind, Level, OrgId, OrgRole, Organization,
+    SNAPSHOT_EVERY, StorageUrl, TeamId, TeamRole, User, UserId, Visibility, ZarrFormat, now,
 };
 use shared::store::embedded::EmbeddedStore;
 use tower::ServiceExt;
@@ -92,8 +93,8 @@ async fn main() {
     let config =
         Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
             .unwrap();
-    let services =
-        Arc::new(Services::new(config, Arc::new(EmbeddedStore::open(&db).unwrap())).unwrap());
+    let store: shared::store::DynStore = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let services = Arc::new(Services::new(config.clone(), store.clone()).unwrap());
     let t = now();
     let org = OrgId::parse("lab").unwrap();
     let team = TeamId::generate();
@@ -138,7 +139,23 @@ async fn main() {
         allowed_teams: [team].into(),
         zarr_format: ZarrFormat::V3,
         ome_version: None,
-        layers: vec![],
+        layers: vec![Layer {
+            name: "em".into(),
+            kind: LayerKind::Image,
+            path: String::new(),
+            axes: vec!["z".into(), "y".into(), "x".into()],
+            units: vec!["nanometer".into(); 3],
+            levels: vec![Level {
+                path: "0".into(),
+                shape: vec![1024, 1024, 1024],
+                chunk_shape: vec![64, 64, 64],
+                shard_shape: None,
+                data_type: "uint8".into(),
+                codecs: vec!["bytes".into(), "zstd".into()],
+                scale: Some(vec![8.0, 8.0, 8.0]),
+                translation: None,
+            }],
+        }],
         created_at: t,
         updated_at: t,
         version: 1,
@@ -174,6 +191,36 @@ async fn main() {
         percentile(&latencies, 0.99).as_micros(),
         saves * 10,
     );
+
+    // A cold instance (nothing cached) reads versions back: the latest, and one just before a
+    // snapshot (the longest chain of batches to apply).
+    let cold = annotations::router(Arc::new(
+        Services::new(config.clone(), store.clone()).unwrap(),
+    ));
+    let deepest = (saves / SNAPSHOT_EVERY) * SNAPSHOT_EVERY - 1;
+    for version in [saves, deepest] {
+        let began = Instant::now();
+        let r = cold
+            .clone()
+            .oneshot(
+                Request::get(format!("/api/annotations/{id}/versions/{version}"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        println!(
+            "cold read:    version {version:>4} ({} batches after its snapshot)  {:>6} µs  ({} KB of JSON)",
+            version % SNAPSHOT_EVERY,
+            began.elapsed().as_micros(),
+            bytes.len() / 1024,
+        );
+    }
 
     // Several writers racing on one annotation.
     let (_, created) = post(&app, "/api/annotations", &token, new("raced")).await;
@@ -229,5 +276,55 @@ async fn main() {
         accepted as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.5).as_micros(),
         percentile(&latencies, 0.99).as_micros(),
+    );
+
+    // Painting a volume: saves of 8 uint32 buckets (32³ voxels each: a few segments with
+    // ragged borders, as a brush leaves them), each written as a zstd Zarr chunk.
+    let (status, created) = post(
+        &app,
+        "/api/annotations",
+        &token,
+        json!({"dataset_id": dataset.id, "name": "painted", "kind": "volume"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let paints = (saves / 8).max(1);
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    for n in 0..paints {
+        let actions: Vec<Value> = (0..8u64)
+            .map(|b| {
+                let cell = n * 8 + b;
+                let position = [(cell % 32) * 32, (cell / 32 % 32) * 32, (cell / 1024) * 32];
+                let voxels: Vec<u8> = (0..32u64 * 32 * 32)
+                    .flat_map(|i| {
+                        let (x, y, z) = (i % 32, i / 32 % 32, i / 1024);
+                        let wobble = (x * 7 + y * 13 + z * 3) % 5;
+                        let id = if x + wobble < 16 { cell as u32 + 1 } else if y + wobble < 20 { 0 } else { 900_000 + cell as u32 };
+                        id.to_le_bytes()
+                    })
+                    .collect();
+                json!({"name": "updateBucket", "value": {"position": position, "mag": [1, 1, 1], "cubeSize": 32,
+                    "base64Data": base64::engine::general_purpose::STANDARD.encode(voxels)}})
+            })
+            .collect();
+        let body = json!({"base_version": n, "actions": actions});
+        let began = Instant::now();
+        let (status, reply) =
+            post(&app, &format!("/api/annotations/{id}/saves"), &token, body).await;
+        latencies.push(began.elapsed());
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let buckets = paints * 8;
+    println!(
+        "volume:       {paints} saves of 8 buckets    {:>7.0} saves/s  p50 {:>6} µs  p99 {:>6} µs  ({:.0} buckets/s, {:.1} MB/s of voxels)",
+        paints as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_micros(),
+        percentile(&latencies, 0.99).as_micros(),
+        buckets as f64 / elapsed.as_secs_f64(),
+        (buckets * 32 * 32 * 32 * 4) as f64 / elapsed.as_secs_f64() / 1e6,
     );
 }

@@ -24,9 +24,10 @@ use shared::domain::volume::{
 };
 use shared::domain::{
     Annotation, AnnotationId, AnnotationKind, AnnotationOrigin, AnnotationVersion,
-    AnnotationVisibility, Dataset, DatasetId, TeamId, annotation_name, now,
+    AnnotationVisibility, Dataset, DatasetId, SNAPSHOT_EVERY, TeamId, annotation_name, now,
 };
 use shared::error::{ApiJson, ApiQuery, Problem, bounded_text, invalid_cursor, page_request};
+use shared::services::SkeletonAt;
 use shared::store::Annotations;
 use shared::store::annotations::SaveError;
 use shared::store::catalog::CatalogError;
@@ -249,7 +250,7 @@ fn volume_spec(dataset: &Dataset, req: Option<NewVolume>) -> Result<VolumeSpec, 
                 ApiError::Unprocessable("the dataset has no image layer to segment".into())
             })?,
     };
-    Ok(VolumeSpec::for_layer(layer, req.data_type)?)
+    VolumeSpec::for_layer(layer, req.data_type).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 /// Start an annotation on a dataset you may annotate; you own it. A volume annotation gets an
@@ -645,17 +646,30 @@ async fn save(
     let action_count = u32::try_from(req.actions.len()).unwrap_or(u32::MAX);
     // The new content, and (volumes) the save's own bucket directory and what it wrote.
     let mut written: Option<(String, Vec<String>)> = None;
-    let (value, mut reply) = match &a.volume {
+    // Skeletons: the saved skeleton (kept in this instance's cache once accepted).
+    let mut kept: Option<SkeletonAt> = None;
+    let next_version = req.base_version + 1;
+    let (value, delta_of, mut reply) = match &a.volume {
         None => {
             let actions: Vec<UpdateAction> = parse_actions(req.actions)?;
-            let mut skeleton = content(&s, &a.id, req.base_version).await?;
+            let base = s.services.skeleton_at(&a.id, req.base_version).await?;
+            let mut skeleton = base.skeleton.clone();
             skeleton
                 .apply(&actions)
                 .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
             let stats = skeleton.stats();
-            let value = serde_json::to_value(&skeleton).map_err(ApiError::internal)?;
+            // The batch alone, on top of the last snapshot; a whole snapshot now and then.
+            let (value, delta_of, anchor) = if next_version - base.anchor >= SNAPSHOT_EVERY {
+                let value = serde_json::to_value(&skeleton).map_err(ApiError::internal)?;
+                (value, None, next_version)
+            } else {
+                let value = serde_json::to_value(&actions).map_err(ApiError::internal)?;
+                (value, Some(base.anchor), base.anchor)
+            };
+            kept = Some(SkeletonAt { skeleton, anchor });
             (
                 value,
+                delta_of,
                 Saved {
                     version: 0,
                     trees: Some(stats.trees),
@@ -705,6 +719,7 @@ async fn save(
             };
             (
                 serde_json::to_value(&next).map_err(ApiError::internal)?,
+                None,
                 reply,
             )
         }
@@ -723,6 +738,7 @@ async fn save(
             &actor.describe(),
             action_count,
             &body,
+            delta_of,
         )
         .await;
     if outcome.is_err()
@@ -737,6 +753,9 @@ async fn save(
         SaveError::Store(e) => e.into(),
     })?;
     s.services.forget_annotation(&a.id);
+    if let Some(kept) = kept {
+        s.services.remember_skeleton(&a.id, saved.version, kept);
+    }
     reply.version = saved.version;
     Ok((StatusCode::CREATED, ApiJson(reply)).into_response())
 }
@@ -1098,6 +1117,7 @@ async fn copy(
             saved_at: t,
             actions: 0,
             body,
+            delta_of: None,
         })
     } else {
         None

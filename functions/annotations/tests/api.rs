@@ -1,4 +1,5 @@
-//! The annotations function through `annotations::router`: versioned saves (409 on a stale
+//! The annotations function (mounted beside the chunk and datasets functions, as the local
+//! server mounts them): versioned saves (409 on a stale
 //! base, 422 on an invalid batch that saves nothing), every version readable, racing writers,
 //! visibility (private / internal / public) and who may read, edit and manage, team sharing
 //! and the listings, soft deletion and restore, "copy to my account", NML and JSON downloads,
@@ -8,546 +9,21 @@
 //! a local directory inside the data root. Signed-in people are created straight in the
 //! directory and given access tokens by the services' own issuer; datasets are written straight
 //! into the catalog.
+//!
+//! The harness (the app, people, teams, datasets, requests, update actions) is in `support`.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
-use shared::Services;
-use shared::config::Config;
-use shared::domain::skeleton::{Skeleton, UpdateAction};
+use shared::domain::skeleton::UpdateAction;
 use shared::domain::{
-    AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, DatasetPatch, Email, Grant, Layer,
-    LayerKind, Level, MAX_INLINE_BODY_BYTES, OrgId, OrgRole, Organization, StorageUrl, Team,
-    TeamId, TeamRole, User, UserId, Visibility, ZarrFormat, now,
+    DatasetId, MAX_INLINE_BODY_BYTES, OrgRole, SNAPSHOT_EVERY, TeamRole, Visibility,
 };
-use shared::store::embedded::EmbeddedStore;
-use tempfile::TempDir;
-use tower::ServiceExt;
-
-const ADMIN_KEY: &str = "annotations-test-admin-key-0123456789";
-const PROBLEM: &str = "application/problem+json";
-/// The installation's organization (the configuration's default).
-const ORG: &str = "default";
-/// Another organization.
-const RIVAL: &str = "rival-lab";
-
-// ---------------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------------
-
-struct TestApp {
-    app: Router,
-    services: Arc<Services>,
-    /// Where large version bodies are written (`ZARRSHARE_ANNOTATIONS_URL`).
-    annotations_dir: PathBuf,
-    _dirs: Vec<TempDir>,
-}
-
-/// A signed-in person: their stored account and an access token for it.
-struct Person {
-    user: User,
-    token: String,
-}
-
-impl Person {
-    fn id(&self) -> &str {
-        self.user.id.as_str()
-    }
-
-    fn author(&self) -> String {
-        format!("user:{}", self.user.id)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Who<'a> {
-    Admin,
-    Anonymous,
-    As(&'a Person),
-}
-
-impl Who<'_> {
-    fn authorization(self) -> Option<String> {
-        match self {
-            Who::Admin => Some(format!("Bearer {ADMIN_KEY}")),
-            Who::Anonymous => None,
-            Who::As(p) => Some(format!("Bearer {}", p.token)),
-        }
-    }
-}
-
-fn tempdir() -> TempDir {
-    tempfile::tempdir().expect("temporary directory")
-}
-
-fn spawn_app() -> TestApp {
-    let db_dir = tempdir();
-    let root_dir = tempdir();
-    let db = db_dir.path().join("meta.redb");
-    let root = std::fs::canonicalize(root_dir.path()).expect("canonical root");
-    let annotations_dir = root.join("annotations");
-    std::fs::create_dir_all(&annotations_dir).expect("annotations directory");
-    let vars = [
-        ("ZARRSHARE_EMBEDDED_DB", db.to_string_lossy().into_owned()),
-        ("ZARRSHARE_ADMIN_KEY", ADMIN_KEY.to_owned()),
-        ("ZARRSHARE_LOCAL_ROOTS", root.to_string_lossy().into_owned()),
-        (
-            "ZARRSHARE_ANNOTATIONS_URL",
-            annotations_dir.to_string_lossy().into_owned(),
-        ),
-    ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .expect("test configuration");
-    let store = Arc::new(EmbeddedStore::open(&db).expect("embedded store"));
-    let services = Arc::new(Services::new(config, store).expect("services"));
-    TestApp {
-        app: annotations::router(services.clone()),
-        services,
-        annotations_dir,
-        _dirs: vec![db_dir, root_dir],
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn header(&self, name: header::HeaderName) -> &str {
-        self.headers
-            .get(&name)
-            .unwrap_or_else(|| panic!("no {name} header in {self:?}"))
-            .to_str()
-            .expect("visible ASCII header")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
-    }
-
-    /// Asserts a successful JSON answer with `status` and returns its body.
-    fn ok(&self, status: StatusCode) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "unexpected status; body: {}",
-            self.text()
-        );
-        assert!(
-            self.header(header::CONTENT_TYPE)
-                .starts_with("application/json"),
-            "content-type {:?}",
-            self.headers.get(header::CONTENT_TYPE)
-        );
-        self.json()
-    }
-
-    /// Asserts an RFC 9457 problem document with `status` and returns its `detail`.
-    fn problem(&self, status: StatusCode) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "unexpected status; body: {}",
-            self.text()
-        );
-        assert_eq!(
-            self.header(header::CONTENT_TYPE),
-            PROBLEM,
-            "errors must be problem documents"
-        );
-        let p = self.json();
-        assert_eq!(p["status"], json!(status.as_u16()), "{p}");
-        p["detail"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no detail in {p}"))
-            .to_owned()
-    }
-
-    /// A problem whose detail mentions `needle` (case-insensitive).
-    fn problem_about(&self, status: StatusCode, needle: &str) -> String {
-        let detail = self.problem(status);
-        assert!(
-            detail.to_lowercase().contains(&needle.to_lowercase()),
-            "detail {detail:?} does not mention {needle:?}"
-        );
-        detail
-    }
-}
-
-impl TestApp {
-    async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self
-            .app
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("response body");
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn call(&self, method: Method, uri: &str, who: Who<'_>, body: Option<&Value>) -> Reply {
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(auth) = who.authorization() {
-            b = b.header(header::AUTHORIZATION, auth);
-        }
-        let request = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(
-                    serde_json::to_vec(v).expect("serializable body"),
-                )),
-            None => b.body(Body::empty()),
-        };
-        self.send(request.expect("request")).await
-    }
-
-    async fn get(&self, uri: &str, who: Who<'_>) -> Reply {
-        self.call(Method::GET, uri, who, None).await
-    }
-
-    async fn post(&self, uri: &str, who: Who<'_>, body: &Value) -> Reply {
-        self.call(Method::POST, uri, who, Some(body)).await
-    }
-
-    async fn post_empty(&self, uri: &str, who: Who<'_>) -> Reply {
-        self.call(Method::POST, uri, who, None).await
-    }
-
-    async fn patch(&self, uri: &str, who: Who<'_>, body: &Value) -> Reply {
-        self.call(Method::PATCH, uri, who, Some(body)).await
-    }
-
-    async fn delete(&self, uri: &str, who: Who<'_>) -> Reply {
-        self.call(Method::DELETE, uri, who, None).await
-    }
-
-    /// A person with an account in `org` (the organization is created with them if new).
-    async fn person(
-        &self,
-        org: &str,
-        email: &str,
-        role: OrgRole,
-        teams: &[(TeamId, TeamRole)],
-    ) -> Person {
-        let org_id = OrgId::parse(org).expect("organization id");
-        let user = User {
-            id: UserId::generate(),
-            org: org_id.clone(),
-            email: Email::parse(email).expect("e-mail address"),
-            name: email.split('@').next().unwrap_or_default().to_owned(),
-            password_hash: String::new(),
-            active: true,
-            role,
-            teams: teams.iter().cloned().collect::<BTreeMap<_, _>>(),
-            experience: BTreeMap::new(),
-            token_generation: 0,
-            failed_logins: 0,
-            locked_until: None,
-            created_at: now(),
-            version: 1,
-        };
-        let directory = &self.services.directory;
-        if directory.org(&org_id).await.is_ok() {
-            directory.create_user(&user).await.expect("new user");
-        } else {
-            let organization = Organization {
-                id: org_id,
-                name: format!("Organization {org}"),
-                auto_activate: false,
-                created_at: now(),
-                version: 1,
-            };
-            directory
-                .create_org(&organization, &user)
-                .await
-                .expect("new organization");
-        }
-        let token = self
-            .services
-            .tokens
-            .issue(&user.id, &user.org, user.token_generation)
-            .expect("access token");
-        Person { user, token }
-    }
-
-    /// A plain user of the installation's organization in `teams` (all as members).
-    async fn member(&self, email: &str, teams: &[&TeamId]) -> Person {
-        let teams: Vec<(TeamId, TeamRole)> = teams
-            .iter()
-            .map(|t| ((*t).clone(), TeamRole::Member))
-            .collect();
-        self.person(ORG, email, OrgRole::User, &teams).await
-    }
-
-    /// A new team of `org` (which must exist).
-    async fn team(&self, org: &str, name: &str) -> TeamId {
-        let team = Team {
-            id: TeamId::generate(),
-            org: OrgId::parse(org).expect("organization id"),
-            name: name.to_owned(),
-            created_at: now(),
-            version: 1,
-        };
-        self.services
-            .directory
-            .create_team(&team)
-            .await
-            .expect("new team");
-        team.id
-    }
-
-    /// The organization's administrator account (creates the organization's record).
-    async fn org_admin(&self) -> Person {
-        self.person(ORG, "head@lab.example", OrgRole::Admin, &[])
-            .await
-    }
-
-    /// A dataset of the installation's organization, registered by the admin key, whose
-    /// `teams` may read and annotate it. Its one image layer has voxels of
-    /// 2 µm (z) × 0.5 µm (y) × 0.25 µm (x).
-    async fn dataset(&self, name: &str, visibility: Visibility, teams: &[&TeamId]) -> Dataset {
-        let t = now();
-        let dataset = Dataset {
-            id: DatasetId::generate(),
-            org: OrgId::parse(ORG).expect("organization id"),
-            name: DatasetName::parse(name).expect("dataset name"),
-            display_name: name.to_owned(),
-            description: String::new(),
-            storage: StorageUrl::parse(&format!("s3://lab-data/{name}.zarr")).expect("storage URL"),
-            visibility,
-            featured: false,
-            owner: None,
-            allowed_teams: teams.iter().map(|t| (*t).clone()).collect(),
-            zarr_format: ZarrFormat::V3,
-            ome_version: Some("0.5".into()),
-            layers: vec![Layer {
-                name: "raw".into(),
-                kind: LayerKind::Image,
-                path: String::new(),
-                axes: vec!["z".into(), "y".into(), "x".into()],
-                units: vec!["micrometer".into(); 3],
-                levels: vec![Level {
-                    path: "s0".into(),
-                    shape: vec![100, 1000, 1000],
-                    chunk_shape: vec![32, 256, 256],
-                    shard_shape: None,
-                    data_type: "uint8".into(),
-                    codecs: vec!["bytes".into()],
-                    scale: Some(vec![2.0, 0.5, 0.25]),
-                    translation: None,
-                }],
-            }],
-            created_at: t,
-            updated_at: t,
-            version: 1,
-        };
-        self.services
-            .catalog
-            .create_dataset(&dataset, "test")
-            .await
-            .expect("new dataset");
-        dataset
-    }
-
-    /// Makes a dataset public (as its managers would through the datasets function).
-    async fn make_public(&self, dataset: &Dataset) {
-        let patch = DatasetPatch {
-            visibility: Some(Visibility::Public),
-            ..DatasetPatch::default()
-        };
-        self.services
-            .catalog
-            .update_dataset(&dataset.id, &patch, None, "test")
-            .await
-            .expect("dataset made public");
-        self.services.forget_dataset(&dataset.id);
-    }
-
-    /// Shares a dataset with one person (bound to their account).
-    async fn grant(&self, dataset: &Dataset, person: &Person, can_modify: bool) {
-        let t = now();
-        let grant = Grant {
-            dataset_id: dataset.id.clone(),
-            email: person.user.email.clone(),
-            user: Some(person.user.id.clone()),
-            invite: None,
-            can_modify,
-            can_share: false,
-            granted_by: "test".into(),
-            granted_by_user: None,
-            created_at: t,
-            updated_at: t,
-            version: 1,
-        };
-        let audit = AuditEntry::new(&dataset.id, "test", AuditAction::GrantCreated);
-        self.services
-            .catalog
-            .save_grant(&grant, None, &audit)
-            .await
-            .expect("grant");
-        self.services.forget_grant(&grant.dataset_id, &grant.email);
-    }
-
-    /// Creates an annotation (with `extra` fields) and returns the 201 body.
-    async fn create(&self, who: Who<'_>, dataset: &Dataset, name: &str, extra: Value) -> Value {
-        let mut body = json!({"dataset_id": dataset.id, "name": name, "kind": "skeleton"});
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
-        }
-        self.post("/api/annotations", who, &body)
-            .await
-            .ok(StatusCode::CREATED)
-    }
-
-    async fn save(&self, who: Who<'_>, id: &str, base: u64, actions: &[Value]) -> Reply {
-        self.post(
-            &format!("/api/annotations/{id}/saves"),
-            who,
-            &json!({"base_version": base, "actions": actions}),
-        )
-        .await
-    }
-
-    /// A save that must be accepted; returns the 201 body.
-    async fn saved(&self, who: Who<'_>, id: &str, base: u64, actions: &[Value]) -> Value {
-        let reply = self
-            .save(who, id, base, actions)
-            .await
-            .ok(StatusCode::CREATED);
-        assert_eq!(reply["version"], json!(base + 1), "{reply}");
-        reply
-    }
-
-    async fn record(&self, who: Who<'_>, id: &str) -> Value {
-        self.get(&format!("/api/annotations/{id}"), who)
-            .await
-            .ok(StatusCode::OK)
-    }
-
-    async fn content(&self, who: Who<'_>, id: &str, version: u64) -> Value {
-        self.get(&format!("/api/annotations/{id}/versions/{version}"), who)
-            .await
-            .ok(StatusCode::OK)
-    }
-
-    /// The ids a listing answers with, in order.
-    async fn listed(&self, query: &str, who: Who<'_>) -> Vec<String> {
-        let list = self
-            .get(&format!("/api/annotations?{query}"), who)
-            .await
-            .ok(StatusCode::OK);
-        list.as_array()
-            .unwrap_or_else(|| panic!("not a list: {list}"))
-            .iter()
-            .map(id_of)
-            .collect()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Update actions and expected contents
-// ---------------------------------------------------------------------------------------------
-
-fn create_tree(id: u32, name: &str) -> Value {
-    json!({"name": "createTree", "value": {"id": id, "name": name}})
-}
-
-fn create_node(tree: u32, id: u32, position: [i64; 3]) -> Value {
-    json!({"name": "createNode", "value": {"treeId": tree, "node": {
-        "id": id, "position": position, "radius": 1.5, "created": 1_700_000_000_000_i64 + i64::from(id)
-    }}})
-}
-
-fn create_edge(tree: u32, source: u32, target: u32) -> Value {
-    json!({"name": "createEdge", "value": {"treeId": tree, "source": source, "target": target}})
-}
-
-fn set_comment(tree: u32, node: u32, content: &str) -> Value {
-    json!({"name": "setComment", "value": {"treeId": tree, "nodeId": node, "content": content}})
-}
-
-fn add_branch_point(tree: u32, node: u32, timestamp: i64) -> Value {
-    json!({"name": "addBranchPoint", "value": {"treeId": tree, "nodeId": node, "timestamp": timestamp}})
-}
-
-/// The first batch: tree 1 "axon" with three nodes in a chain, a comment and a branch point.
-fn first_batch() -> Vec<Value> {
-    vec![
-        create_tree(1, "axon"),
-        create_node(1, 1, [10, 20, 30]),
-        create_node(1, 2, [11, 20, 30]),
-        create_node(1, 3, [12, 21, 30]),
-        create_edge(1, 1, 2),
-        create_edge(1, 2, 3),
-        set_comment(1, 2, "synapse here"),
-        add_branch_point(1, 2, 1_700_000_000_500),
-    ]
-}
-
-/// The second batch: tree 2 "dendrite" with two connected nodes.
-fn second_batch() -> Vec<Value> {
-    vec![
-        create_tree(2, "dendrite"),
-        create_node(2, 4, [40, 50, 60]),
-        create_node(2, 5, [41, 50, 60]),
-        create_edge(2, 4, 5),
-    ]
-}
-
-/// The skeleton (as JSON) that applying `batches` in order to an empty one gives.
-fn expected(batches: &[&[Value]]) -> Value {
-    let mut skeleton = Skeleton::default();
-    for batch in batches {
-        let actions: Vec<UpdateAction> =
-            serde_json::from_value(Value::Array(batch.to_vec())).expect("valid actions");
-        skeleton.apply(&actions).expect("applicable actions");
-    }
-    serde_json::to_value(&skeleton).expect("skeleton JSON")
-}
-
-fn id_of(body: &Value) -> String {
-    body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {body}"))
-        .to_owned()
-}
-
-fn tree_names(skeleton: &Value) -> BTreeSet<String> {
-    skeleton["trees"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no trees in {skeleton}"))
-        .iter()
-        .map(|t| t["name"].as_str().expect("tree name").to_owned())
-        .collect()
-}
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Saves and versions
@@ -1614,11 +1090,17 @@ async fn large_saves_are_kept_in_object_storage_and_read_back_identically() {
         file_name.starts_with("v00000000000000000001-") && file_name.ends_with(".json"),
         "{file_name}"
     );
+    // A save keeps its batch of actions (not the whole skeleton: that is kept every
+    // SNAPSHOT_EVERY versions).
     let stored: Value =
         serde_json::from_slice(&std::fs::read(&files[0]).expect("object")).expect("JSON object");
-    assert_eq!(stored, want);
+    let sent: Vec<UpdateAction> = batch
+        .iter()
+        .map(|a| serde_json::from_value(a.clone()).expect("an update action"))
+        .collect();
+    assert_eq!(stored, serde_json::to_value(&sent).expect("JSON"));
 
-    // The next save builds on the stored body; the download reads it too.
+    // The next save builds on it; a small batch stays in the version item itself.
     let more = [set_comment(1, NODES, "the end")];
     app.saved(Who::As(&owner), &id, 1, &more).await;
     let both = expected(&[&batch, &more]);
@@ -1626,9 +1108,13 @@ async fn large_saves_are_kept_in_object_storage_and_read_back_identically() {
     assert_eq!(app.content(Who::As(&owner), &id, 1).await, want);
     assert_eq!(
         std::fs::read_dir(&dir).expect("objects").count(),
-        2,
-        "one object per large version"
+        1,
+        "a small batch is inline"
     );
+    // Read by an instance that has nothing cached, every version is rebuilt from storage.
+    let cold = app.cold();
+    assert_eq!(cold.content(Who::As(&owner), &id, 2).await, both);
+    assert_eq!(cold.content(Who::As(&owner), &id, 1).await, want);
     assert_eq!(
         app.get(
             &format!("/api/annotations/{id}/download?format=json"),
@@ -1658,4 +1144,71 @@ async fn large_saves_are_kept_in_object_storage_and_read_back_identically() {
     let copy_id = id_of(&copy);
     assert_eq!(app.content(Who::As(&peer), &copy_id, 1).await, both);
     assert!(app.annotations_dir.join(&copy_id).is_dir());
+}
+
+/// Skeleton saves keep their batches, with a whole skeleton every `SNAPSHOT_EVERY` versions:
+/// every version reads back the same from a warm instance and from one with nothing cached,
+/// across snapshot boundaries, including versions that delete what earlier ones made.
+#[tokio::test]
+async fn versions_are_rebuilt_from_snapshots_and_batches() {
+    let app = spawn_app();
+    app.org_admin().await;
+    let tracers = app.team(ORG, "tracers").await;
+    let owner = app.member("owner@lab.example", &[&tracers]).await;
+    let ds = app.dataset("em", Visibility::Private, &[&tracers]).await;
+    let id = id_of(&app.create(Who::As(&owner), &ds, "long", json!({})).await);
+
+    const SAVES: u32 = 2 * SNAPSHOT_EVERY as u32 + 6;
+    let mut batches: Vec<Vec<Value>> = Vec::new();
+    for n in 1..=SAVES {
+        // Each save adds a tree of two nodes; every fifth also deletes the tree before it.
+        let mut batch = vec![
+            create_tree(n, &format!("t{n}")),
+            create_node(n, 2 * n, [i64::from(n), 0, 0]),
+            create_node(n, 2 * n + 1, [i64::from(n), 1, 0]),
+            create_edge(n, 2 * n, 2 * n + 1),
+        ];
+        if n % 5 == 0 {
+            batch.push(json!({"name": "deleteTree", "value": {"id": n - 1}}));
+        }
+        app.saved(Who::As(&owner), &id, u64::from(n) - 1, &batch)
+            .await;
+        batches.push(batch);
+    }
+    let want = |v: usize| {
+        let parts: Vec<&[Value]> = batches[..v].iter().map(Vec::as_slice).collect();
+        expected(&parts)
+    };
+
+    // Stored: snapshots at multiples of SNAPSHOT_EVERY, batches on top of them otherwise.
+    let annotation_id = shared::domain::AnnotationId::parse(&id).expect("annotation id");
+    let store = app.services.annotations();
+    for v in 1..=u64::from(SAVES) {
+        let saved = store.version(&annotation_id, v).await.expect("a version");
+        let anchor = v / SNAPSHOT_EVERY * SNAPSHOT_EVERY;
+        let want_delta = (v % SNAPSHOT_EVERY != 0).then_some(anchor);
+        assert_eq!(saved.delta_of, want_delta, "version {v}");
+    }
+
+    let cold = app.cold();
+    for v in [1, 2, 31, 32, 33, 63, 64, 65, SAVES as usize] {
+        let warm = app.content(Who::As(&owner), &id, v as u64).await;
+        assert_eq!(warm, want(v), "warm version {v}");
+        assert_eq!(
+            cold.content(Who::As(&owner), &id, v as u64).await,
+            want(v),
+            "cold version {v}"
+        );
+    }
+    // A cold instance also saves on top of the latest, and the chain goes on.
+    let next = [create_tree(999, "after")];
+    cold.saved(Who::As(&owner), &id, u64::from(SAVES), &next)
+        .await;
+    let mut all: Vec<&[Value]> = batches.iter().map(Vec::as_slice).collect();
+    all.push(&next);
+    assert_eq!(
+        app.content(Who::As(&owner), &id, u64::from(SAVES) + 1)
+            .await,
+        expected(&all)
+    );
 }

@@ -199,6 +199,15 @@ async fn resolve(services: &Services, via: Via, segment: &str) -> Result<Reader,
                 .resolve_dataset(&link.dataset_id)
                 .await?
                 .ok_or_else(no_link)?;
+            // A link made for one annotation ends with it (deleted: until it is restored).
+            if let LinkScope::Annotation { annotation } = &link.scope {
+                let shared = services.resolve_annotation(annotation).await?;
+                if shared.is_none_or(|a| a.deleted_at.is_some()) {
+                    return Err(ApiError::Gone(
+                        "the annotation this link shares was deleted".into(),
+                    ));
+                }
+            }
             Ok(Reader {
                 actor: Actor::LinkHolder(LinkFacts::of(&link, unlocked)),
                 dataset,

@@ -114,6 +114,10 @@ pub enum VersionBody {
 /// Contents up to this size (serialized) stay in the version item.
 pub const MAX_INLINE_BODY_BYTES: usize = 32 * 1024;
 
+/// A skeleton save stores its update actions only; every this many versions it stores the
+/// whole skeleton instead, so that reading any version applies at most this many batches.
+pub const SNAPSHOT_EVERY: u64 = 32;
+
 /// One accepted save.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnnotationVersion {
@@ -126,6 +130,11 @@ pub struct AnnotationVersion {
     /// How many update actions it applied.
     pub actions: u32,
     pub body: VersionBody,
+    /// None: the body is the whole content at this version (a snapshot). `Some(s)`: the body
+    /// is this save's update actions, to be applied on top of snapshot version `s` and the
+    /// saves between (webKnossos keeps skeletons the same way: update batches plus snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_of: Option<u64>,
 }
 
 #[cfg(test)]

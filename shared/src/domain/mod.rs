@@ -15,7 +15,7 @@ pub mod volume;
 pub use account::{Email, OrgRole, Password, TeamRole};
 pub use annotation::{
     Annotation, AnnotationKind, AnnotationOrigin, AnnotationVersion, AnnotationVisibility,
-    MAX_INLINE_BODY_BYTES, VersionBody, annotation_name,
+    MAX_INLINE_BODY_BYTES, SNAPSHOT_EVERY, VersionBody, annotation_name,
 };
 pub use dataset::{
     Dataset, DatasetName, DatasetPatch, Layer, LayerKind, Level, LinkState, NewDataset, ShareLink,

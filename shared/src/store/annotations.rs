@@ -164,6 +164,7 @@ impl Annotations {
         author: &str,
         actions: u32,
         body: &VersionBody,
+        delta_of: Option<u64>,
     ) -> Result<Annotation, SaveError> {
         for attempt in 0..RETRIES {
             pause(attempt).await;
@@ -188,6 +189,7 @@ impl Annotations {
                 saved_at: next.updated_at,
                 actions,
                 body: body.clone(),
+                delta_of,
             };
             let writes = vec![
                 Write::Put {

@@ -1404,7 +1404,7 @@ async fn annotations_racing_saves_lose_nothing(store: &DynStore) {
                         content: json!({ "writer": w, "save": n }),
                     };
                     match annotations
-                        .save(&id, base, &format!("w{w}"), 1, &body)
+                        .save(&id, base, &format!("w{w}"), 1, &body, Some(0))
                         .await
                     {
                         Ok(saved) => {
@@ -1472,13 +1472,15 @@ async fn annotations_racing_saves_lose_nothing(store: &DynStore) {
             "late",
             1,
             &VersionBody::Inline { content: json!({}) },
+            None,
         )
         .await;
     assert!(
         matches!(stale, Err(SaveError::Stale { base: 3, current }) if current == WRITERS * SAVES),
         "{stale:?}"
     );
-    assert_eq!(annotations.version(&a.id, 3).await.unwrap().version, 3);
+    let third = annotations.version(&a.id, 3).await.unwrap();
+    assert_eq!((third.version, third.delta_of), (3, Some(0)));
     // Deleted annotations take no saves until restored.
     annotations
         .update(&a.id, None, |x| x.deleted_at = Some(now()))
@@ -1491,6 +1493,7 @@ async fn annotations_racing_saves_lose_nothing(store: &DynStore) {
             "x",
             1,
             &VersionBody::Inline { content: json!({}) },
+            None,
         )
         .await;
     assert!(matches!(refused, Err(SaveError::Deleted)), "{refused:?}");
@@ -1505,6 +1508,7 @@ async fn annotations_racing_saves_lose_nothing(store: &DynStore) {
             "x",
             1,
             &VersionBody::Inline { content: json!({}) },
+            None,
         )
         .await
         .unwrap();
