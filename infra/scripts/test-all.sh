@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine of this kind: installs what it needs (LocalStack
-# with DynamoDB Local, the Python real clients, cargo-lambda), starts LocalStack on 127.0.0.1,
+# with DynamoDB Local, the Python real clients, webknossos-libs, cargo-lambda), starts LocalStack on 127.0.0.1,
 # runs every Rust test (LocalStack tests included), checks the Terraform, builds the Lambda
 # zips, and stops what it started.
 #
@@ -18,9 +18,10 @@ step() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - t0)); }
 step "format"
 cargo fmt --all -- --check
 
-step "install LocalStack (S3, DynamoDB Local, SES) and the Python clients"
+step "install LocalStack (S3, DynamoDB Local, SES), the Python clients and the webknossos NML reader"
 bash infra/localstack/setup.sh
 bash infra/scripts/python-clients.sh >/dev/null
+bash infra/scripts/python-webknossos.sh >/dev/null
 
 export AWS_ENDPOINT_URL=http://127.0.0.1:${LS_PORT:-4566}
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
