@@ -202,6 +202,48 @@ fn checked_rotation(r: [f64; 3]) -> Result<[f64; 3], ViewError> {
     }
 }
 
+/// A view query (`position=64,128,128&rotation=0,0,45`) that does not parse; the text is safe
+/// to show to the caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+/// `stored` (a link's default view, or none) with what a URL query gives on top of it:
+/// `position` as comma-separated voxel coordinates, `rotation` as three comma-separated angles
+/// in degrees, `zoom` and `layout`. Ranges are checked later, against the data, by [`state`].
+pub fn view_from_query(
+    stored: Option<&ViewParams>,
+    position: Option<&str>,
+    rotation: Option<&str>,
+    zoom: Option<f64>,
+    layout: Option<Layout>,
+) -> Result<ViewParams, QueryError> {
+    let numbers = |what: &str, text: &str| {
+        text.split(',')
+            .map(|v| v.trim().parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| QueryError(format!("{what} must be comma-separated numbers")))
+    };
+    let mut view = stored.cloned().unwrap_or_default();
+    if let Some(p) = position {
+        view.position = Some(numbers("position", p)?);
+    }
+    if let Some(r) = rotation {
+        view.rotation = Some(
+            numbers("rotation", r)?
+                .try_into()
+                .map_err(|_| QueryError("rotation has three angles: about x, y and z".into()))?,
+        );
+    }
+    if zoom.is_some() {
+        view.zoom = zoom;
+    }
+    if layout.is_some() {
+        view.layout = layout;
+    }
+    Ok(view)
+}
+
 /// Why no view state could be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
@@ -1415,6 +1457,34 @@ mod tests {
             layers[3],
             json!({"type": "segmentation", "source": "zarr3://https://h/s/t/__annotations/a/volume/", "name": "painted"})
         );
+    }
+
+    #[test]
+    fn queries_override_the_stored_view() {
+        let stored = ViewParams {
+            position: Some(vec![1.0, 2.0, 3.0]),
+            zoom: Some(2.0),
+            layout: Some(Layout::Xy),
+            rotation: Some([0.0, 0.0, 10.0]),
+        };
+        let view = view_from_query(
+            Some(&stored),
+            Some("4, 5.5,6"),
+            Some("90,0,-45"),
+            None,
+            None,
+        )
+        .expect("a view");
+        assert_eq!(view.position, Some(vec![4.0, 5.5, 6.0]));
+        assert_eq!(view.rotation, Some([90.0, 0.0, -45.0]));
+        assert_eq!((view.zoom, view.layout), (Some(2.0), Some(Layout::Xy)));
+        assert_eq!(
+            view_from_query(Some(&stored), None, None, None, None),
+            Ok(stored)
+        );
+        for (position, rotation) in [(Some("1,a"), None), (None, Some("1,2")), (None, Some(""))] {
+            assert!(view_from_query(None, position, rotation, None, None).is_err());
+        }
     }
 
     #[test]

@@ -972,28 +972,14 @@ async fn viewer(
         ));
     };
     // The view is checked against the data now, so that the link never fails later for it.
-    let numbers = |what: &str, text: &str| {
-        text.split(',')
-            .map(|v| v.trim().parse::<f64>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| ApiError::BadRequest(format!("{what} must be comma-separated numbers")))
-    };
-    let rotation = match &q.rotation {
-        Some(r) => Some(<[f64; 3]>::try_from(numbers("rotation", r)?).map_err(|_| {
-            ApiError::BadRequest("rotation has three angles: about x, y and z".into())
-        })?),
-        None => None,
-    };
-    let view = shared::neuroglancer::ViewParams {
-        position: q
-            .position
-            .as_deref()
-            .map(|p| numbers("position", p))
-            .transpose()?,
-        zoom: q.zoom,
-        layout: q.layout,
-        rotation,
-    };
+    let view = shared::neuroglancer::view_from_query(
+        None,
+        q.position.as_deref(),
+        q.rotation.as_deref(),
+        q.zoom,
+        q.layout,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     shared::neuroglancer::state(&subject.dataset, "https://check.invalid/", None, &view, &[])
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let services = &s.services;

@@ -545,32 +545,16 @@ pub struct ViewQuery {
     pub version: Option<u64>,
 }
 
-fn numbers(what: &str, text: &str) -> Result<Vec<f64>, ApiError> {
-    text.split(',')
-        .map(|v| v.trim().parse::<f64>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ApiError::BadRequest(format!("{what} must be comma-separated numbers")))
-}
-
 impl ViewQuery {
     fn over(&self, stored: Option<&ViewParams>) -> Result<ViewParams, ApiError> {
-        let mut view = stored.cloned().unwrap_or_default();
-        if let Some(p) = &self.position {
-            view.position = Some(numbers("position", p)?);
-        }
-        if let Some(r) = &self.rotation {
-            let r: [f64; 3] = numbers("rotation", r)?.try_into().map_err(|_| {
-                ApiError::BadRequest("rotation has three angles: about x, y and z".into())
-            })?;
-            view.rotation = Some(r);
-        }
-        if self.zoom.is_some() {
-            view.zoom = self.zoom;
-        }
-        if self.layout.is_some() {
-            view.layout = self.layout;
-        }
-        Ok(view)
+        shared::neuroglancer::view_from_query(
+            stored,
+            self.position.as_deref(),
+            self.rotation.as_deref(),
+            self.zoom,
+            self.layout,
+        )
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 }
 
