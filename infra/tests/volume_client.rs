@@ -15,10 +15,11 @@ use serde_json::{Value, json};
 use shared::config::Delivery;
 use shared::domain::{Email, OrgId, OrgRole, Organization, User, UserId, now};
 
-/// A bucket painted with `seed`: voxel i (x fastest) holds seed * 100000 + i % 1000.
+/// A bucket painted with `seed`: voxel i (x fastest) holds seed * 100000 + (i % 1000 where
+/// i % 3 == 0, else 7): most 2×2×2 blocks have a clear mode that is not their smallest value.
 fn bucket(position: [u64; 3], seed: u32) -> Value {
     let data: Vec<u8> = (0..32u32 * 32 * 32)
-        .flat_map(|i| (seed * 100_000 + i % 1000).to_le_bytes())
+        .flat_map(|i| (seed * 100_000 + if i % 3 == 0 { i % 1000 } else { 7 }).to_le_bytes())
         .collect();
     json!({"name": "updateBucket", "value": {
         "position": position, "mag": [1, 1, 1], "cubeSize": 32,
@@ -197,6 +198,14 @@ async fn painted_volume(delivery: Delivery) {
     let reports = report.as_array().unwrap();
     assert_eq!(reports.len(), 3);
     assert!(reports.iter().all(|r| r["equal"] == true), "{report}");
+    assert!(
+        reports.iter().all(|r| r["levels_equal"] == true),
+        "every coarser level is the mode of the one below: {report}"
+    );
+    assert_eq!(
+        reports[0]["levels"], 4,
+        "256 → 128 → 64 → 32 voxels: {report}"
+    );
     assert_eq!(reports[0]["chunks"], json!([32, 32, 32]));
     assert_eq!(reports[0]["axes"], json!(["z", "y", "x"]));
     assert_eq!(reports[0]["dtype"], "uint32");

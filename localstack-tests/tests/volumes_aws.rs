@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use infra::server::{ServeOptions, start};
@@ -151,10 +151,15 @@ async fn volume_buckets_live_in_s3_and_read_through_presigned_urls() {
     let s3 = aws_sdk_s3::Client::new(&ls.sdk);
     let volume_prefix = format!("{prefix}/{id}/volume/");
     let stored = objects(&s3, &data, &volume_prefix).await;
+    let levels = created["volume"]["levels"].as_u64().unwrap();
+    let mut metadata: Vec<String> = (0..levels).map(|k| format!("{k}/zarr.json")).collect();
+    metadata.push("zarr.json".into());
+    metadata.sort();
+    assert!(levels > 1, "the demo is large enough for coarser levels");
     assert_eq!(
-        stored.keys().collect::<Vec<_>>(),
-        ["0/zarr.json", "zarr.json"],
-        "the metadata is written at creation"
+        stored.keys().cloned().collect::<Vec<_>>(),
+        metadata,
+        "the metadata of every level is written at creation"
     );
 
     let saves = format!("/api/annotations/{id}/saves");
@@ -231,8 +236,11 @@ async fn volume_buckets_live_in_s3_and_read_through_presigned_urls() {
     );
 
     // Racing saves on one version: one wins; every loser that got as far as writing its
-    // buckets deletes them, so S3 ends with the winner's bucket only.
-    let before = objects(&s3, &data, &volume_prefix).await.len();
+    // chunks deletes them, so S3 ends with the winner's only.
+    let before: BTreeSet<String> = objects(&s3, &data, &volume_prefix)
+        .await
+        .into_keys()
+        .collect();
     let racers: Vec<_> = (0..6u32)
         .map(|n| {
             call(
@@ -252,6 +260,21 @@ async fn volume_buckets_live_in_s3_and_read_through_presigned_urls() {
         .filter(|(s, _)| *s == StatusCode::CONFLICT)
         .count();
     assert_eq!((won, lost), (1, 5), "{outcomes:?}");
-    assert_eq!(objects(&s3, &data, &volume_prefix).await.len(), before + 1);
+    let after = objects(&s3, &data, &volume_prefix).await;
+    let new_saves: BTreeSet<&str> = after
+        .keys()
+        .filter(|k| !before.contains(*k))
+        .filter_map(|k| k.split('/').next())
+        .collect();
+    assert_eq!(
+        new_saves.len(),
+        1,
+        "only the winner's directory: {new_saves:?}"
+    );
+    let winner = new_saves.iter().next().unwrap();
+    assert!(
+        after.contains_key(&format!("{winner}/0/c/2/2/2")),
+        "the winner's bucket"
+    );
     running.stop().await.unwrap();
 }

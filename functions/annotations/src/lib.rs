@@ -19,8 +19,7 @@ use shared::access::{
 use shared::auth::{Authenticator, Caller};
 use shared::domain::skeleton::{MAX_ACTIONS_PER_SAVE, NmlMeta, Skeleton, UpdateAction, to_nml};
 use shared::domain::volume::{
-    SegmentType, VolumeAction, VolumeActionError, VolumeContent, VolumeSpec, bucket_key,
-    decode_actions,
+    SegmentType, VolumeAction, VolumeActionError, VolumeContent, VolumeSpec, decode_actions,
 };
 use shared::domain::{
     Annotation, AnnotationId, AnnotationKind, AnnotationOrigin, AnnotationVersion,
@@ -684,37 +683,31 @@ async fn save(
             let actions: Vec<VolumeAction> = parse_actions(req.actions)?;
             let (buckets, largest) = decode_actions(spec, &actions)
                 .map_err(|e: VolumeActionError| ApiError::Unprocessable(e.to_string()))?;
-            let mut next =
-                VolumeContent::clone(&*s.services.volume_content(&a.id, a.version).await?);
+            let base = s.services.volume_content(&a.id, a.version).await?;
             let save_id = format!(
                 "s{}-{}",
                 req.base_version + 1,
                 shared::domain::LinkId::generate()
             );
-            for b in &buckets {
-                if b.is_empty() {
-                    next.buckets.remove(&bucket_key(b.chunk));
-                } else {
-                    next.buckets.insert(bucket_key(b.chunk), save_id.clone());
-                }
-            }
-            next.largest_segment_id = next.largest_segment_id.max(largest);
-            let keys = shared::volumes::write(
+            let saved = shared::volumes::save(
                 s.services.bodies.location(),
                 &a.id,
                 spec,
                 &save_id,
                 buckets,
+                &base,
             )
             .await
             .map_err(ApiError::internal)?;
-            written = Some((save_id, keys));
+            let mut next = saved.content;
+            next.largest_segment_id = next.largest_segment_id.max(largest);
+            written = Some((save_id, saved.written));
             let reply = Saved {
                 version: 0,
                 trees: None,
                 nodes: None,
                 edges: None,
-                buckets: Some(next.buckets.len()),
+                buckets: Some(next.painted_buckets()),
                 largest_segment_id: Some(next.largest_segment_id),
             };
             (

@@ -256,9 +256,11 @@ async fn a_volume_takes_the_image_geometry_and_its_zarr_metadata_is_readable_at_
             "data_type": "uint32",
             "shape": IMAGE_SHAPE,
             "voxel_size": [2.0, 0.5, 0.25],
-            "unit": "micrometer"
+            "unit": "micrometer",
+            "levels": 3
         }),
-        "the finest level of the first image layer, z, y, x; uint32 by default"
+        "the finest level of the first image layer, z, y, x; uint32 by default; 96 → 48 → 24 \
+         voxels along x make three levels"
     );
     assert_eq!(app.record(me, &id).await["volume"], created["volume"]);
     // Version 0: nothing painted.
@@ -304,11 +306,16 @@ async fn a_volume_takes_the_image_geometry_and_its_zarr_metadata_is_readable_at_
         "refused requests create nothing"
     );
 
-    // The group and array metadata are written at creation …
+    // The group and every level's array metadata are written at creation …
     let root = app.annotations_dir.join(&id).join("volume");
     assert_eq!(
         app.volume_files(&id),
-        [root.join("0/zarr.json"), root.join("zarr.json")]
+        [
+            root.join("0/zarr.json"),
+            root.join("1/zarr.json"),
+            root.join("2/zarr.json"),
+            root.join("zarr.json")
+        ]
     );
     // … and read through the chunk function with the owner's personal viewer URL.
     let zarr = app.zarr_url(me, &id, "").await;
@@ -367,7 +374,7 @@ async fn a_volume_takes_the_image_geometry_and_its_zarr_metadata_is_readable_at_
     for key in [
         "0/c/0/0/0",
         "0/c/9/9/9",
-        "1/zarr.json",
+        "3/zarr.json",
         "0/.zarray",
         "0/c/0/0",
     ] {
@@ -473,7 +480,20 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
     let buckets = index["buckets"].as_object().expect("bucket index");
     let mut keys = vec![key_at(a), key_at(b), key_at(c)];
     keys.sort();
-    assert_eq!(buckets.keys().cloned().collect::<Vec<_>>(), keys, "{index}");
+    assert_eq!(
+        buckets
+            .keys()
+            .filter(|k| k.starts_with("0/"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        keys,
+        "{index}"
+    );
+    // Above them, the coarser levels' chunks that the saves recomputed.
+    assert!(
+        buckets.keys().any(|k| k.starts_with("1/")) && buckets.keys().any(|k| k.starts_with("2/")),
+        "{index}"
+    );
     assert_eq!(
         buckets[&key_at(a)],
         buckets[&key_at(b)],
@@ -484,12 +504,14 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
     assert_eq!(
         app.content(me, &id, 1).await["buckets"]
             .as_object()
-            .map(|o| o.len()),
+            .map(|o| o.keys().filter(|k| k.starts_with("0/")).count()),
         Some(2)
     );
-    // Every bucket is one object: the two metadata documents and three chunks.
+    // Every chunk is one object: the four metadata documents; version 1's two buckets, the
+    // level-1 chunk above both and the level-2 chunk above that; version 2's bucket, its new
+    // level-1 chunk and the level-2 chunk recomputed.
     let files = app.volume_files(&id);
-    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(files.len(), 4 + 4 + 3, "{files:?}");
 
     // A stale base: 409 naming the latest version, and nothing written.
     app.save(me, &id, 1, &[update_bucket(a, &uniform(9))])
@@ -619,8 +641,9 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
     assert_eq!(app.voxels_at(&zarr, &key_at(b)).await, uniform(6));
     assert_eq!(app.voxels_at(&zarr, &key_at(a)).await, gradient(1));
     assert_eq!(app.voxels_at(&at(3), &key_at(a)).await, gradient(1));
-    // The erasing save stored only its non-zero bucket.
-    assert_eq!(app.volume_files(&id).len(), files.len() + 1);
+    // The erasing save stored only its non-zero bucket, and the level-1 and level-2 chunks
+    // recomputed above it (the level-1 chunk above c alone is now empty: not stored).
+    assert_eq!(app.volume_files(&id).len(), files.len() + 3);
     // Written twice in one save, the last write counts (here: the erasing one).
     let fourth = app
         .saved(
@@ -635,7 +658,8 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
         app.under(&zarr, &key_at(a)).await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(app.volume_files(&id).len(), files.len() + 1);
+    // No bucket stored, but the two coarser chunks above a recomputed.
+    assert_eq!(app.volume_files(&id).len(), files.len() + 5);
 
     // Versions beyond the latest do not exist.
     assert_eq!(
@@ -716,7 +740,7 @@ async fn racing_volume_saves_keep_one_and_remove_the_losers_buckets() {
     // Every racer paints the same four buckets with its own id.
     let positions = [[0, 0, 0], [32, 0, 0], [0, 32, 32], [64, 32, 32]];
     let mut stored = app.volume_files(&id).len();
-    assert_eq!(stored, 2, "the metadata");
+    assert_eq!(stored, 4, "the metadata: the group and three levels");
     // Losers that passed the early version check wrote their buckets (each save in a
     // directory of its own) before the store refused them.
     let mut late_losers = 0;
@@ -757,8 +781,10 @@ async fn racing_volume_saves_keep_one_and_remove_the_losers_buckets() {
             "exactly one save per version: {winners:?}"
         );
         let winner = winners[0];
-        // The winner's buckets are there, and only they: every loser's objects are gone.
-        stored += positions.len();
+        // The winner's buckets are there, and only they: every loser's objects are gone. The
+        // four buckets (z, y, x chunks 0,0,0 0,0,1 1,1,0 1,1,2) make two chunks at level 1
+        // and one at level 2.
+        stored += positions.len() + 2 + 1;
         let after = app.volume_files(&id);
         assert_eq!(
             after.len(),
@@ -1607,7 +1633,7 @@ async fn a_copy_of_a_volume_reads_the_same_voxels_and_never_changes_with_its_ori
         "cells (copy)"
     );
     // The copy stores no voxels of its own: it shares its origin's buckets.
-    assert_eq!(app.volume_files(&copy_id).len(), 2, "metadata only");
+    assert_eq!(app.volume_files(&copy_id).len(), 4, "metadata only");
 
     // Later saves on the original leave the copy alone.
     app.saved(
@@ -1644,7 +1670,8 @@ async fn a_copy_of_a_volume_reads_the_same_voxels_and_never_changes_with_its_ori
         app.under(&mine, &key_at(c)).await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(app.volume_files(&copy_id).len(), 3);
+    // The metadata, and the copy's own bucket with the two coarser chunks above it.
+    assert_eq!(app.volume_files(&copy_id).len(), 4 + 3);
 
     // A copy of the copy still reads the first owner's buckets and the copy's own.
     let again = id_of(

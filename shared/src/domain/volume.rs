@@ -8,9 +8,14 @@
 //! save that loses its race leaves the winner's objects untouched.
 //!
 //! Layout below the annotation storage (`{annotation}/volume/`):
-//! - `zarr.json` — an OME-Zarr 0.5 group (axes z, y, x with the image's units and voxel size);
-//! - `0/zarr.json` — the array: shape of the image's finest level, 32³ chunks, zstd;
-//! - `{save}/0/c/{z}/{y}/{x}` — the buckets one save wrote.
+//! - `zarr.json` — an OME-Zarr 0.5 group (axes z, y, x with the image's units and voxel size)
+//!   listing the resolution levels;
+//! - `{level}/zarr.json` — level 0 has the shape of the image's finest level; each further
+//!   level halves every axis (down to one bucket), its voxels the most frequent id of the 2×2×2
+//!   voxels below (webKnossos' "mode" downsampling), so viewers zoomed out read few chunks;
+//!   32³ chunks, zstd;
+//! - `{save}/{level}/c/{z}/{y}/{x}` — the buckets one save wrote, and the coarser chunks it
+//!   recomputed.
 //!
 //! Readers see it through the chunk function at `…/__annotations/{annotation}/volume/` (latest)
 //! and `…/__annotations/{annotation}/versions/{n}/volume/` (any version); Zarr v3 reserves
@@ -30,6 +35,8 @@ pub const BUCKET_EDGE: u64 = 32;
 pub const BUCKET_VOXELS: usize = 32 * 32 * 32;
 /// Buckets one save may carry (the request body limit allows about 22 uint32 buckets anyway).
 pub const MAX_BUCKETS_PER_SAVE: usize = 512;
+/// Resolution levels at most (level 7 is 1/128 of the full resolution per axis).
+pub const MAX_LEVELS: u32 = 8;
 /// The key segment readers use to reach annotations inside a dataset's URL space.
 pub const ANNOTATIONS_SEGMENT: &str = "__annotations";
 
@@ -91,6 +98,13 @@ pub struct VolumeSpec {
     /// The image's spatial unit (OME name, e.g. `micrometer`), when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// Resolution levels: 1 (full resolution only) up to [`MAX_LEVELS`].
+    #[serde(default = "one_level")]
+    pub levels: u32,
+}
+
+fn one_level() -> u32 {
+    1
 }
 
 impl VolumeSpec {
@@ -133,18 +147,38 @@ impl VolumeSpec {
         if shape.contains(&0) {
             return Err(ParseError::new("volume layer", "is empty"));
         }
+        // Halve until the whole volume fits one bucket.
+        let mut levels = 1;
+        while levels < MAX_LEVELS
+            && shape
+                .iter()
+                .any(|n| n.div_ceil(1 << (levels - 1)) > BUCKET_EDGE)
+        {
+            levels += 1;
+        }
         Ok(Self {
             layer: layer.path.clone(),
             data_type,
             shape,
             voxel_size,
             unit,
+            levels,
         })
     }
 
-    /// Buckets along z, y, x.
+    /// Buckets along z, y, x at level 0.
     pub fn grid(&self) -> [u64; 3] {
-        self.shape.map(|n| n.div_ceil(BUCKET_EDGE))
+        self.grid_at(0)
+    }
+
+    /// The shape of resolution level `level` (each level halves every axis, rounding up).
+    pub fn shape_at(&self, level: u32) -> [u64; 3] {
+        self.shape.map(|n| n.div_ceil(1 << level))
+    }
+
+    /// Chunks along z, y, x at `level`.
+    pub fn grid_at(&self, level: u32) -> [u64; 3] {
+        self.shape_at(level).map(|n| n.div_ceil(BUCKET_EDGE))
     }
 
     /// The OME-Zarr 0.5 attributes of the volume's root group.
@@ -156,16 +190,29 @@ impl VolumeSpec {
                 None => serde_json::json!({"name": a, "type": "space"}),
             })
             .collect();
+        // A level-k voxel covers 2^k voxels per axis; OME places voxel centres, so its centre
+        // lies (2^k - 1) / 2 full-resolution voxels further on.
+        let datasets: Vec<serde_json::Value> = (0..self.levels)
+            .map(|k| {
+                let factor = f64::from(1u32 << k);
+                let scale = self.voxel_size.map(|v| v * factor);
+                let mut transforms = vec![serde_json::json!({"type": "scale", "scale": scale})];
+                if k > 0 {
+                    let shift = self.voxel_size.map(|v| v * (factor - 1.0) / 2.0);
+                    transforms
+                        .push(serde_json::json!({"type": "translation", "translation": shift}));
+                }
+                serde_json::json!({"path": k.to_string(), "coordinateTransformations": transforms})
+            })
+            .collect();
         serde_json::json!({
             "ome": {
                 "version": "0.5",
                 "multiscales": [{
                     "name": name,
                     "axes": axes,
-                    "datasets": [{
-                        "path": "0",
-                        "coordinateTransformations": [{"type": "scale", "scale": self.voxel_size}],
-                    }],
+                    "datasets": datasets,
+                    "type": "mode",
                 }],
             }
         })
@@ -188,17 +235,19 @@ impl VolumeContent {
     /// version, where `key` is relative to the volume root; `None` for keys that do not exist
     /// (unwritten buckets read as fill value).
     pub fn object_key(&self, annotation: &AnnotationId, key: &str) -> Option<String> {
-        match key {
-            "zarr.json" | "0/zarr.json" => Some(format!("{annotation}/volume/{key}")),
-            _ => self
-                .buckets
-                .get(key)
-                .map(|save| match save.split_once('/') {
-                    // A copy shares the buckets of the annotation it was copied from.
-                    Some((origin, save)) => format!("{origin}/volume/{save}/{key}"),
-                    None => format!("{annotation}/volume/{save}/{key}"),
-                }),
+        let level_metadata = key
+            .strip_suffix("/zarr.json")
+            .is_some_and(|level| level.parse::<u32>().is_ok_and(|l| l < MAX_LEVELS));
+        if key == "zarr.json" || level_metadata {
+            return Some(format!("{annotation}/volume/{key}"));
         }
+        self.buckets
+            .get(key)
+            .map(|save| match save.split_once('/') {
+                // A copy shares the buckets of the annotation it was copied from.
+                Some((origin, save)) => format!("{origin}/volume/{save}/{key}"),
+                None => format!("{annotation}/volume/{save}/{key}"),
+            })
     }
 }
 
@@ -224,9 +273,69 @@ impl VolumeContent {
     }
 }
 
-/// The chunk key of the bucket at chunk indices z, y, x.
+/// The chunk key of the bucket at chunk indices z, y, x (level 0).
 pub fn bucket_key(chunk: [u64; 3]) -> String {
-    format!("0/c/{}/{}/{}", chunk[0], chunk[1], chunk[2])
+    chunk_key(0, chunk)
+}
+
+/// The chunk key at `level` and chunk indices z, y, x.
+pub fn chunk_key(level: u32, chunk: [u64; 3]) -> String {
+    format!("{level}/c/{}/{}/{}", chunk[0], chunk[1], chunk[2])
+}
+
+impl VolumeContent {
+    /// Full-resolution buckets holding segments.
+    pub fn painted_buckets(&self) -> usize {
+        self.buckets.keys().filter(|k| k.starts_with("0/")).count()
+    }
+}
+
+/// One chunk of the next level from its eight children (index `dz * 4 + dy * 2 + dx` of their
+/// offsets; `None`: all zero): every voxel the most frequent of the 2×2×2 voxels below it,
+/// the smallest id on a tie.
+pub fn downsample(children: &[Option<Vec<u8>>; 8], data_type: SegmentType) -> Vec<u8> {
+    let size = data_type.size();
+    let edge = BUCKET_EDGE as usize;
+    let half = edge / 2;
+    let mut out = vec![0u8; BUCKET_VOXELS * size];
+    let read = |data: &[u8], i: usize| {
+        let mut le = [0u8; 8];
+        le[..size].copy_from_slice(&data[i * size..(i + 1) * size]);
+        u64::from_le_bytes(le)
+    };
+    let mut block = [0u64; 8];
+    for z in 0..edge {
+        for y in 0..edge {
+            for x in 0..edge {
+                let child = (z / half) * 4 + (y / half) * 2 + x / half;
+                let Some(data) = &children[child] else {
+                    continue;
+                };
+                let (cz, cy, cx) = (2 * (z % half), 2 * (y % half), 2 * (x % half));
+                let mut n = 0;
+                for dz in 0..2 {
+                    for dy in 0..2 {
+                        for dx in 0..2 {
+                            block[n] =
+                                read(data, (cz + dz) * edge * edge + (cy + dy) * edge + cx + dx);
+                            n += 1;
+                        }
+                    }
+                }
+                block.sort_unstable();
+                let (mut best, mut best_run, mut run) = (block[0], 1, 1);
+                for i in 1..8 {
+                    run = if block[i] == block[i - 1] { run + 1 } else { 1 };
+                    if run > best_run {
+                        (best, best_run) = (block[i], run);
+                    }
+                }
+                let at = (z * edge * edge + y * edge + x) * size;
+                out[at..at + size].copy_from_slice(&best.to_le_bytes()[..size]);
+            }
+        }
+    }
+    out
 }
 
 /// One change to a volume annotation (webKnossos' volume update actions).
@@ -399,6 +508,11 @@ mod tests {
         assert_eq!(s.voxel_size, [0.5, 0.25, 0.25]);
         assert_eq!(s.unit.as_deref(), Some("micrometer"));
         assert_eq!(s.grid(), [2, 3, 4]);
+        // 100 → 50 → 25 voxels along x: three levels, the last one bucket wide.
+        assert_eq!(s.levels, 3);
+        assert_eq!(s.shape_at(1), [20, 35, 50]);
+        assert_eq!(s.shape_at(2), [10, 18, 25]);
+        assert_eq!(s.grid_at(2), [1, 1, 1]);
         let attrs = s.ome_attributes("cells");
         assert_eq!(attrs["ome"]["multiscales"][0]["axes"][2]["name"], "x");
         assert_eq!(
@@ -499,6 +613,50 @@ mod tests {
             Some(format!("{id}/volume/zarr.json"))
         );
         assert_eq!(content.object_key(&id, "0/.zarray"), None);
+    }
+
+    #[test]
+    fn coarser_levels_take_the_most_frequent_id_of_each_2x2x2_block() {
+        let uniform = |v: u16| -> Vec<u8> {
+            std::iter::repeat_n(v.to_le_bytes(), BUCKET_VOXELS)
+                .flatten()
+                .collect()
+        };
+        let at = |data: &[u8], x: usize, y: usize, z: usize| {
+            let i = (z * 1024 + y * 32 + x) * 2;
+            u16::from_le_bytes([data[i], data[i + 1]])
+        };
+        // Child 0 (z, y, x offsets 0) is 5 but for one voxel per block: 5 wins 7 to 1.
+        let mut mostly = uniform(5);
+        for z in (0..32).step_by(2) {
+            for y in (0..32).step_by(2) {
+                for x in (0..32).step_by(2) {
+                    let i = (z * 1024 + y * 32 + x) * 2;
+                    mostly[i..i + 2].copy_from_slice(&9u16.to_le_bytes());
+                }
+            }
+        }
+        // Child 7 (offsets 1, 1, 1): 4 voxels of 3 and 4 of 8 in every block: a tie, 3 wins.
+        let mut tied = uniform(8);
+        for i in 0..BUCKET_VOXELS {
+            if i % 2 == 0 {
+                tied[i * 2..i * 2 + 2].copy_from_slice(&3u16.to_le_bytes());
+            }
+        }
+        let mut children: [Option<Vec<u8>>; 8] = Default::default();
+        children[0] = Some(mostly);
+        children[1] = Some(uniform(6)); // x offset 1
+        children[4] = Some(uniform(0)); // z offset 1, all background
+        children[7] = Some(tied);
+        let out = downsample(&children, SegmentType::Uint16);
+        assert_eq!(out.len(), BUCKET_VOXELS * 2);
+        assert_eq!(at(&out, 0, 0, 0), 5);
+        assert_eq!(at(&out, 15, 15, 15), 5);
+        assert_eq!(at(&out, 16, 0, 0), 6);
+        assert_eq!(at(&out, 0, 16, 0), 0, "missing child: background");
+        assert_eq!(at(&out, 0, 0, 16), 0);
+        assert_eq!(at(&out, 31, 31, 31), 3);
+        assert_eq!(at(&out, 16, 16, 16), 3);
     }
 
     #[test]
