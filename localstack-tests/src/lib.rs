@@ -461,3 +461,69 @@ pub async fn send(
         body,
     }
 }
+
+/// `infra::server::start` seeds the demo by name when it is missing: two first starts at once
+/// would both register it. The servers of one test binary start one at a time.
+static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A local server in `--aws` mode (DynamoDB and S3 in LocalStack) with the demo seeded, and
+/// the directory it keeps its files in (drop it after the server).
+pub async fn serve_aws(
+    delivery: shared::config::Delivery,
+) -> (infra::server::Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let _one_at_a_time = STARTING.lock().await;
+    let running = infra::server::start(infra::server::ServeOptions {
+        port: 0,
+        data_dir: dir.path().to_path_buf(),
+        ready_file: None,
+        aws: true,
+        delivery,
+        local_roots: vec![],
+        seed_demo: true,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("serve --aws: {}", error_chain(&e)));
+    (running, dir)
+}
+
+/// A new dataset manager of the installation's organization (stored in DynamoDB, its record
+/// created on first use) and an access token for them.
+pub async fn signed_in_manager(services: &Services, name: &str) -> (shared::domain::User, String) {
+    use shared::domain::{Email, OrgRole, Organization, User, UserId, now};
+    let user = User {
+        id: UserId::generate(),
+        org: services.config.org.clone(),
+        email: Email::parse(&format!("{}@lab.example", unique(name))).unwrap(),
+        name: name.into(),
+        password_hash: String::new(),
+        active: true,
+        role: OrgRole::DatasetManager,
+        teams: BTreeMap::new(),
+        experience: BTreeMap::new(),
+        token_generation: 0,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now(),
+        version: 1,
+    };
+    let record = Organization {
+        id: user.org.clone(),
+        name: "Lab".into(),
+        auto_activate: false,
+        created_at: now(),
+        version: 1,
+    };
+    // The installation's organization has no record until someone creates it (or another
+    // test just did).
+    let created = services.directory.org(&user.org).await.is_err()
+        && services.directory.create_org(&record, &user).await.is_ok();
+    if !created {
+        services.directory.create_user(&user).await.unwrap();
+    }
+    let token = services
+        .tokens
+        .issue(&user.id, &user.org, user.token_generation)
+        .unwrap();
+    (user, token)
+}

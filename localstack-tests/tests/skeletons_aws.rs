@@ -6,24 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use infra::server::{ServeOptions, start};
-use localstack_tests::{error_chain, localstack, unique};
+use localstack_tests::{error_chain, localstack, serve_aws, signed_in_manager, unique};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::Services;
 use shared::config::Delivery;
-use shared::domain::{
-    AnnotationId, Email, OrgRole, Organization, SNAPSHOT_EVERY, StorageUrl, User, UserId,
-    VersionBody, now,
-};
+use shared::domain::{AnnotationId, SNAPSHOT_EVERY, StorageUrl, VersionBody};
 use tower::ServiceExt;
-
-static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn tree(id: u32, first_node: u32, nodes: u32) -> Vec<Value> {
     let mut actions =
@@ -45,21 +39,7 @@ async fn skeleton_versions_live_in_dynamodb_and_s3_and_survive_racing_writers() 
     let Some(ls) = localstack().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let running = {
-        let _one_at_a_time = STARTING.lock().await;
-        start(ServeOptions {
-            port: 0,
-            data_dir: dir.path().to_path_buf(),
-            ready_file: None,
-            aws: true,
-            delivery: Delivery::Proxy,
-            local_roots: vec![],
-            seed_demo: true,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("serve --aws: {}", error_chain(&e)))
-    };
+    let (running, _dir) = serve_aws(Delivery::Proxy).await;
     let demo = running.demo.clone().unwrap();
     let services = running.services.clone();
     let Some(StorageUrl::S3 {
@@ -72,40 +52,7 @@ async fn skeleton_versions_live_in_dynamodb_and_s3_and_survive_racing_writers() 
             services.config.annotations
         );
     };
-    let user = User {
-        id: UserId::generate(),
-        org: services.config.org.clone(),
-        email: Email::parse(&format!("{}@lab.example", unique("tracer"))).unwrap(),
-        name: "tracer".into(),
-        password_hash: String::new(),
-        active: true,
-        role: OrgRole::DatasetManager,
-        teams: BTreeMap::new(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
-    };
-    if services.directory.org(&user.org).await.is_ok() {
-        services.directory.create_user(&user).await.unwrap();
-    } else {
-        let record = Organization {
-            id: user.org.clone(),
-            name: "Lab".into(),
-            auto_activate: false,
-            created_at: now(),
-            version: 1,
-        };
-        if services.directory.create_org(&record, &user).await.is_err() {
-            services.directory.create_user(&user).await.unwrap();
-        }
-    }
-    let token = services
-        .tokens
-        .issue(&user.id, &user.org, user.token_generation)
-        .unwrap();
+    let (_, token) = signed_in_manager(&services, "tracer").await;
     let client = reqwest::Client::new();
     let base = running.base_url.clone();
     let post = |path: String, body: Value| {

@@ -9,14 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
-use infra::server::{ServeOptions, start};
-use localstack_tests::{error_chain, localstack, unique};
+use localstack_tests::{error_chain, localstack, serve_aws, signed_in_manager, unique};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::config::Delivery;
-use shared::domain::{Email, OrgRole, Organization, StorageUrl, User, UserId, now};
-
-static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use shared::domain::StorageUrl;
 
 fn bucket(position: [u64; 3], value: u32) -> Value {
     let voxels: Vec<u8> = (0..32u32 * 32 * 32)
@@ -56,21 +53,7 @@ async fn volume_buckets_live_in_s3_and_read_through_presigned_urls() {
     let Some(ls) = localstack().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let running = {
-        let _one_at_a_time = STARTING.lock().await;
-        start(ServeOptions {
-            port: 0,
-            data_dir: dir.path().to_path_buf(),
-            ready_file: None,
-            aws: true,
-            delivery: Delivery::Redirect,
-            local_roots: vec![],
-            seed_demo: true,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("serve --aws: {}", error_chain(&e)))
-    };
+    let (running, _dir) = serve_aws(Delivery::Redirect).await;
     let demo = running.demo.clone().unwrap();
     let services = running.services.clone();
     let Some(StorageUrl::S3 {
@@ -85,42 +68,7 @@ async fn volume_buckets_live_in_s3_and_read_through_presigned_urls() {
     };
 
     // A dataset manager of the installation's organization (stored in DynamoDB).
-    let user = User {
-        id: UserId::generate(),
-        org: services.config.org.clone(),
-        email: Email::parse(&format!("{}@lab.example", unique("painter"))).unwrap(),
-        name: "painter".into(),
-        password_hash: String::new(),
-        active: true,
-        role: OrgRole::DatasetManager,
-        teams: BTreeMap::new(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
-    };
-    if services.directory.org(&user.org).await.is_ok() {
-        services.directory.create_user(&user).await.unwrap();
-    } else {
-        // The installation's organization has no record until someone creates it.
-        let record = Organization {
-            id: user.org.clone(),
-            name: "Lab".into(),
-            auto_activate: false,
-            created_at: now(),
-            version: 1,
-        };
-        if services.directory.create_org(&record, &user).await.is_err() {
-            // Another test created it meanwhile.
-            services.directory.create_user(&user).await.unwrap();
-        }
-    }
-    let token = services
-        .tokens
-        .issue(&user.id, &user.org, user.token_generation)
-        .unwrap();
+    let (_, token) = signed_in_manager(&services, "painter").await;
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {
         let mut request = client
