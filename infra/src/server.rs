@@ -154,14 +154,14 @@ pub fn app(services: Arc<Services>, counts: Arc<CallCounts>) -> Router {
             }}))
         }
     };
-    chunks::routes(services.clone())
-        .merge(datasets::routes(services.clone()))
-        .merge(annotations::routes(services.clone()))
-        .merge(accounts::routes(services))
-        .route("/_local/stats", get(stats))
-        .route("/", get(index))
-        .fallback(shared::error::no_route)
-        .layer(shared::http::cors())
+    shared::http::served(
+        chunks::routes(services.clone())
+            .merge(datasets::routes(services.clone()))
+            .merge(annotations::routes(services.clone()))
+            .merge(accounts::routes(services))
+            .route("/_local/stats", get(stats))
+            .route("/", get(index)),
+    )
 }
 
 fn config_for(opts: &ServeOptions, data_dir: &Path, base_url: &str) -> Result<Config, ServeError> {

@@ -5,6 +5,12 @@ use std::time::Duration;
 use axum::http::{HeaderName, Method, header};
 use tower_http::cors::{Any, CorsLayer};
 
+/// `routes` as a function (or the local server) serves them: unknown routes answer a problem
+/// document, and every answer carries [`cors`].
+pub fn served(routes: axum::Router) -> axum::Router {
+    routes.fallback(crate::error::no_route).layer(cors())
+}
+
 /// CORS for anonymous, cross-origin readers (Neuroglancer, zarr.js, notebooks): any origin, no
 /// credentials, the range and caching headers viewers need exposed, preflight cached a day.
 pub fn cors() -> CorsLayer {

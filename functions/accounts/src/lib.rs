@@ -46,9 +46,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
 
 /// The function as deployed: its routes, a problem-document fallback, CORS.
 pub fn router(services: Arc<Services>) -> Router {
-    routes(services)
-        .fallback(shared::error::no_route)
-        .layer(shared::http::cors())
+    shared::http::served(routes(services))
 }
 
 /// Just the routes, for mounting beside other functions' in the local server.

@@ -27,7 +27,6 @@ use shared::domain::{
 };
 use shared::error::{ApiJson, ApiQuery, Problem, bounded_text, invalid_cursor, page_request};
 use shared::services::SkeletonAt;
-use shared::store::Annotations;
 use shared::store::annotations::SaveError;
 use shared::store::catalog::CatalogError;
 use shared::{ApiError, Services};
@@ -40,7 +39,6 @@ const MAX_DESCRIPTION: usize = 10_000;
 #[derive(Clone)]
 struct AppState {
     services: Arc<Services>,
-    annotations: Annotations,
 }
 
 impl FromRef<AppState> for Arc<Authenticator> {
@@ -51,14 +49,11 @@ impl FromRef<AppState> for Arc<Authenticator> {
 
 /// The function as deployed: its routes, a problem-document fallback, CORS.
 pub fn router(services: Arc<Services>) -> Router {
-    routes(services)
-        .fallback(shared::error::no_route)
-        .layer(shared::http::cors())
+    shared::http::served(routes(services))
 }
 
 /// Just the routes, for mounting beside other functions' in the local server.
 pub fn routes(services: Arc<Services>) -> Router {
-    let annotations = Annotations::new(services.catalog.store().clone());
     Router::new()
         .route("/api/annotations", get(list).post(create))
         .route(
@@ -74,10 +69,7 @@ pub fn routes(services: Arc<Services>) -> Router {
         .route("/api/annotations/{id}/viewer", get(viewer))
         .method_not_allowed_fallback(shared::error::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState {
-            services,
-            annotations,
-        })
+        .with_state(AppState { services })
 }
 
 /// This function's part of the OpenAPI document.
@@ -151,7 +143,7 @@ async fn dataset(services: &Services, id: &DatasetId) -> Result<Dataset, ApiErro
 async fn subject(s: &AppState, actor: &Actor, id: &str) -> Result<Subject, ApiError> {
     let id =
         AnnotationId::parse(id).map_err(|_| ApiError::NotFound("no such annotation".into()))?;
-    let annotation = s.annotations.get(&id).await.map_err(not_found)?;
+    let annotation = s.services.annotations().get(&id).await.map_err(not_found)?;
     let dataset = dataset(&s.services, &annotation.dataset_id).await?;
     let grant = grant_of(&s.services, actor, &dataset.id).await?;
     let owner_teams = s.services.owner_teams(&annotation).await?;
@@ -321,7 +313,7 @@ async fn create(
         .await
         .map_err(ApiError::internal)?;
     }
-    s.annotations.create(&annotation, None).await?;
+    s.services.annotations().create(&annotation, None).await?;
     let subject = Subject {
         owner_teams: member.teams.keys().cloned().collect(),
         annotation,
@@ -369,7 +361,11 @@ async fn list(
             let mut all = Vec::new();
             let mut cursor = None;
             loop {
-                let page = s.annotations.of_dataset(&id, 100, cursor).await?;
+                let page = s
+                    .services
+                    .annotations()
+                    .of_dataset(&id, 100, cursor)
+                    .await?;
                 all.extend(page.items);
                 match page.next {
                     Some(c) => cursor = Some(c),
@@ -389,11 +385,11 @@ async fn list(
                 ));
             };
             match scope {
-                ListScope::Mine => s.annotations.of_owner(me).await?,
+                ListScope::Mine => s.services.annotations().of_owner(me).await?,
                 ListScope::SharedWithMyTeams => {
                     let mut out: Vec<Annotation> = Vec::new();
                     for team in member.teams.keys() {
-                        for a in s.annotations.shared_with(team).await? {
+                        for a in s.services.annotations().shared_with(team).await? {
                             if &a.owner != me && !out.iter().any(|o| o.id == a.id) {
                                 out.push(a);
                             }
@@ -462,7 +458,8 @@ async fn update(
         None => None,
     };
     let updated = s
-        .annotations
+        .services
+        .annotations()
         .update(&subject.annotation.id, req.revision, |a| {
             if let Some(n) = &name {
                 a.name.clone_from(n);
@@ -504,7 +501,8 @@ async fn set_deleted(
     subject.require(actor, Action::ManageAnnotation)?;
     let at = deleted.then(now);
     let updated = s
-        .annotations
+        .services
+        .annotations()
         .update(&subject.annotation.id, None, |a| a.deleted_at = at)
         .await
         .map_err(not_found)?;
@@ -724,7 +722,8 @@ async fn save(
         .await
         .map_err(ApiError::internal)?;
     let outcome = s
-        .annotations
+        .services
+        .annotations()
         .save(
             &a.id,
             req.base_version,
@@ -802,7 +801,8 @@ async fn versions(
     subject.require(&actor, Action::ReadAnnotation)?;
     let (limit, cursor) = page_request(page.limit, page.cursor)?;
     let listing = s
-        .annotations
+        .services
+        .annotations()
         .versions(&subject.annotation.id, limit, cursor)
         .await
         .map_err(invalid_cursor)?;
@@ -1101,7 +1101,10 @@ async fn copy(
     } else {
         None
     };
-    s.annotations.create(&copy, first.as_ref()).await?;
+    s.services
+        .annotations()
+        .create(&copy, first.as_ref())
+        .await?;
     let view = AnnotationView::of(
         Subject {
             annotation: copy,

@@ -60,11 +60,11 @@ pub struct TestApp {
 
 /// The functions a viewer meets, mounted together as in the local server.
 fn mounted(services: &Arc<Services>) -> Router {
-    annotations::routes(services.clone())
-        .merge(chunks::routes(services.clone()))
-        .merge(datasets::routes(services.clone()))
-        .fallback(shared::error::no_route)
-        .layer(shared::http::cors())
+    shared::http::served(
+        annotations::routes(services.clone())
+            .merge(chunks::routes(services.clone()))
+            .merge(datasets::routes(services.clone())),
+    )
 }
 
 impl TestApp {
