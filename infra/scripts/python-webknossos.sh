@@ -2,8 +2,10 @@
 # Creates (idempotently) <repo root>/.venv-webknossos with Python 3.11 and the hash-locked
 # `webknossos` package (webknossos-libs), whose NML reader the NML export is checked against
 # (infra/tests/webknossos_nml.rs). Its own venv: webknossos pins numpy, tensorstore and friends
-# to versions the real-client venv need not share. Prints the venv's python path as its last
-# line, e.g.
+# to versions the real-client venv need not share. The lock leaves out google-api-python-client
+# (declared by webknossos, imported by none of it; see requirements-webknossos.in), so it is
+# installed with --no-deps, like LocalStack's; the import check below is what proves the set is
+# complete. Prints the venv's python path as its last line, e.g.
 #   PY=$(infra/scripts/python-webknossos.sh | tail -n1)
 set -euo pipefail
 
@@ -21,8 +23,10 @@ if [ ! -x "$VENV/bin/python" ] || [ "$want" != "$have" ]; then
   echo "python-webknossos.sh: installing webknossos into $VENV ..." >&2
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r "$REQS" >&2
-  "$VENV/bin/python" -c 'import webknossos' \
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+    -r "$REQS" >&2
+  # What infra/tests/clients/load_nml.py uses (importing webknossos loads all of it).
+  "$VENV/bin/python" -W ignore -c 'from webknossos import Annotation, Skeleton' \
     || { echo "python-webknossos.sh: import check failed" >&2; exit 1; }
   echo "$want" > "$VENV/.requirements.sha256"
 fi
