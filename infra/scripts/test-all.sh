@@ -13,7 +13,13 @@ cd "$ROOT"
 LOG_DIR=${TEST_LOG_DIR:-$ROOT/target/test-logs}
 mkdir -p "$LOG_DIR"
 t0=$SECONDS
-step() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - t0)); }
+# Free space where the build happens, in MiB.
+free_mib() { df -Pm "$ROOT" | awk 'NR == 2 {print $4}'; }
+step() { printf '\n== %s (%d s, %s MiB free)\n' "$*" $((SECONDS - t0)) "$(free_mib)"; }
+
+# A one-shot build gains nothing from incremental compilation, whose caches would take another
+# ~1.6 GB of the disk the test binaries need (CI machines of this kind may have only a few GB).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 step "format"
 cargo fmt --all -- --check
@@ -49,10 +55,18 @@ step "terraform (fmt, validate, terraform test with a mocked provider, one Lambd
 bash infra/scripts/terraform-check.sh
 
 if [ "${ZARRSHARE_SKIP_PACKAGING:-0}" != 1 ]; then
+  # The release build needs about 1.5 GB (its own target tree and the cargo-lambda/Zig venv).
+  # Where the disk is short, the debug artifacts, no longer needed once the tests have run,
+  # make room; with room to spare they stay, for the next incremental run.
+  if [ "$(free_mib)" -lt "${ZARRSHARE_MIN_FREE_MIB:-4096}" ]; then
+    step "low disk: removing target/debug (the tests have run) before the release build"
+    rm -rf "${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+  fi
   step "package every function as a Lambda bootstrap zip"
   bash infra/scripts/package-lambdas.sh
 fi
 
 step "done"
+du -sh "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null | sed 's/^/target dir: /' || true
 echo "tests: $passed passed, $failed failed"
 exit "$status"

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use infra::server::{ServeOptions, start};
 use shared::config::Delivery;

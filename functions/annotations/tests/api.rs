@@ -12,18 +12,16 @@
 //!
 //! The harness (the app, people, teams, datasets, requests, update actions) is in `support`.
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::*;
 use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 use shared::domain::skeleton::UpdateAction;
 use shared::domain::{
     DatasetId, MAX_INLINE_BODY_BYTES, OrgRole, SNAPSHOT_EVERY, TeamRole, Visibility,
 };
-use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Saves and versions

@@ -10,16 +10,14 @@
 //! The harness is in `support`; the dataset's OME-Zarr files exist on disk where image data is
 //! read, and the annotation storage is a local directory whose files the tests count.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::support::*;
 use axum::http::{StatusCode, header};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use shared::domain::{Dataset, Layer, LayerKind, Level, OrgRole, StorageUrl, TeamId, Visibility};
-use support::*;
 
 /// Voxels in one bucket (32³).
 const VOXELS: usize = 32 * 32 * 32;

@@ -1,0 +1,9 @@
+//! The datasets function end to end through its router.
+//!
+//! One test binary per crate: every file beside this one is a module of it, so the suite links
+//! once instead of once per file (each link of these binaries is ~100 MB of disk and seconds of
+//! a 2-core machine).
+
+mod api;
+mod qr;
+mod sharing;

@@ -1,0 +1,11 @@
+//! The local server and the real clients (zarr-python, webknossos) against it.
+//!
+//! One test binary per crate: every file beside this one is a module of it, so the suite links
+//! once instead of once per file (each link of these binaries is ~100 MB of disk and seconds of
+//! a 2-core machine).
+
+mod real_clients;
+mod server;
+mod support;
+mod volume_client;
+mod webknossos_nml;
