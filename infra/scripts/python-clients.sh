@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates (idempotently) <repo root>/.venv-clients with Python 3.11 and the hash-locked real
 # clients used by the client tests: zarr 3.1.x (last line supporting 3.11), fsspec + aiohttp
-# (zarr's HTTP store), requests, numpy. Prints the venv's python path as its last line, e.g.
+# (zarr's HTTP store), requests, numpy, and neuroglancer (whose package carries the built
+# Neuroglancer client) with selenium, which drives Debian's Chromium (infra/scripts/browser.sh).
+# Prints the venv's python path as its last line, e.g.
 #   PY=$(infra/scripts/python-clients.sh | tail -n1)
 #
 # Opening a dataset over HTTP with zarr-python 3 (read-only; HTTP needs fsspec[http] = aiohttp):
@@ -24,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$want" != "$have" ]; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r "$REQS" >&2
-  "$VENV/bin/python" -c 'import zarr, fsspec, aiohttp, requests, numpy' \
+  "$VENV/bin/python" -c 'import zarr, fsspec, aiohttp, requests, numpy, neuroglancer.webdriver, selenium.webdriver' \
     || { echo "python-clients.sh: import check failed" >&2; exit 1; }
   echo "$want" > "$VENV/.requirements.sha256"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine of this kind: installs what it needs (LocalStack
-# with DynamoDB Local, the Python real clients, webknossos-libs, cargo-lambda), starts LocalStack on 127.0.0.1,
+# with DynamoDB Local, the Python real clients with Neuroglancer, Debian's Chromium, webknossos-libs,
+# cargo-lambda), starts LocalStack on 127.0.0.1,
 # runs every Rust test (LocalStack tests included), checks the Terraform, builds the Lambda
 # zips, and stops what it started.
 #
@@ -24,9 +25,10 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step "format"
 cargo fmt --all -- --check
 
-step "install LocalStack (S3, DynamoDB Local, SES), the Python clients and the webknossos NML reader"
+step "install LocalStack (S3, DynamoDB Local, SES), the Python clients, Chromium and the webknossos NML reader"
 bash infra/localstack/setup.sh
 bash infra/scripts/python-clients.sh >/dev/null
+bash infra/scripts/browser.sh
 bash infra/scripts/python-webknossos.sh >/dev/null
 
 export AWS_ENDPOINT_URL=http://127.0.0.1:${LS_PORT:-4566}

@@ -2,7 +2,12 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use infra::server::Running;
+use serde_json::Value;
+use shared::domain::{Email, OrgId, OrgRole, Organization, User, UserId, now};
 
 /// The real-client Python from `infra/scripts/python-clients.sh`. Missing: in CI a failure,
 /// elsewhere the caller skips (and says so).
@@ -23,4 +28,81 @@ pub fn client_python() -> Option<PathBuf> {
         python.display()
     );
     None
+}
+
+/// Debian's Chromium and its chromedriver, from `infra/scripts/browser.sh`, for the tests that
+/// open pages in a real browser. Missing: in CI a failure, elsewhere the caller skips.
+pub fn browser() -> bool {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the browser tests: run infra/scripts/browser.sh"
+    );
+    eprintln!("skipped: no /usr/bin/chromium or chromedriver (run infra/scripts/browser.sh)");
+    false
+}
+
+/// A dataset manager of the server's organization (who may annotate its datasets), created
+/// straight in the directory, and an access token for them.
+pub async fn dataset_manager(running: &Running, email: &str) -> String {
+    let services = &running.services;
+    let org = services.config.org.clone();
+    let user = User {
+        id: UserId::generate(),
+        org: org.clone(),
+        email: Email::parse(email).unwrap(),
+        name: email.split('@').next().unwrap_or(email).into(),
+        password_hash: String::new(),
+        active: true,
+        role: OrgRole::DatasetManager,
+        teams: BTreeMap::new(),
+        experience: BTreeMap::new(),
+        token_generation: 0,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now(),
+        version: 1,
+    };
+    if services.directory.org(&org).await.is_ok() {
+        services.directory.create_user(&user).await.unwrap();
+    } else {
+        let record = Organization {
+            id: OrgId::parse(org.as_str()).unwrap(),
+            name: "Lab".into(),
+            auto_activate: false,
+            created_at: now(),
+            version: 1,
+        };
+        services.directory.create_org(&record, &user).await.unwrap();
+    }
+    services
+        .tokens
+        .issue(&user.id, &user.org, user.token_generation)
+        .unwrap()
+}
+
+/// One API call with a bearer token: the status and the body (JSON, or the text as a string).
+pub async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

@@ -5,15 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::support;
-
-use std::collections::BTreeMap;
+use crate::support::{self, call};
 
 use base64::Engine as _;
 use infra::server::{ServeOptions, start};
 use serde_json::{Value, json};
 use shared::config::Delivery;
-use shared::domain::{Email, OrgId, OrgRole, Organization, User, UserId, now};
 
 /// A bucket painted with `seed`: voxel i (x fastest) holds seed * 100000 + (i % 1000 where
 /// i % 3 == 0, else 7): most 2×2×2 blocks have a clear mode that is not their smallest value.
@@ -30,26 +27,6 @@ fn erased(position: [u64; 3]) -> Value {
     json!({"name": "updateBucket", "value": {
         "position": position, "mag": [1, 1, 1], "cubeSize": 32,
         "base64Data": base64::engine::general_purpose::STANDARD.encode(vec![0u8; 32 * 32 * 32 * 4])}})
-}
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (reqwest::StatusCode, Value) {
-    let mut request = client.request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,39 +60,7 @@ async fn painted_volume(delivery: Delivery) {
     let services = &running.services;
 
     // A dataset manager of the installation's organization (may annotate the demo).
-    let org = services.config.org.clone();
-    let user = User {
-        id: UserId::generate(),
-        org: org.clone(),
-        email: Email::parse("painter@lab.example").unwrap(),
-        name: "painter".into(),
-        password_hash: String::new(),
-        active: true,
-        role: OrgRole::DatasetManager,
-        teams: BTreeMap::new(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
-    };
-    if services.directory.org(&org).await.is_ok() {
-        services.directory.create_user(&user).await.unwrap();
-    } else {
-        let record = Organization {
-            id: OrgId::parse(org.as_str()).unwrap(),
-            name: "Lab".into(),
-            auto_activate: false,
-            created_at: now(),
-            version: 1,
-        };
-        services.directory.create_org(&record, &user).await.unwrap();
-    }
-    let token = services
-        .tokens
-        .issue(&user.id, &user.org, user.token_generation)
-        .unwrap();
+    let token = support::dataset_manager(&running, "painter@lab.example").await;
     let client = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", running.base_url);
 
