@@ -108,6 +108,7 @@ impl Running {
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());
         let result = self.server.await.unwrap_or(Ok(()));
+        self.services.shutdown().await;
         drop(self.services);
         result
     }

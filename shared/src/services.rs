@@ -12,7 +12,8 @@ use crate::config::{Config, MetadataBackend};
 use crate::domain::skeleton::{Skeleton, UpdateAction};
 use crate::domain::volume::VolumeContent;
 use crate::domain::{
-    Annotation, AnnotationId, Dataset, DatasetId, Email, Grant, ShareLink, TokenHash, User, UserId,
+    Annotation, AnnotationId, Dataset, DatasetId, Email, Grant, LinkToken, ShareLink, TokenHash,
+    User, UserId,
 };
 use crate::mail::{Mailer, OutboxMailer, SesMailer};
 use crate::objects::{Location, Objects, ObjectsError, S3Settings};
@@ -109,6 +110,8 @@ pub struct Services {
     /// Where annotation bodies go.
     pub bodies: crate::bodies::Bodies,
     cache: AccessCache,
+    /// Writes started in the background (usage flushes), which [`Services::shutdown`] awaits.
+    background: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for Services {
@@ -226,6 +229,7 @@ impl Services {
             cache: AccessCache::new(config.access_cache_ttl),
             signer: crate::capability::Signer::new(&config.signing_secret),
             usage: Arc::new(UsageMeter::new(config.usage_flush_interval)),
+            background: tokio_util::task::TaskTracker::new(),
             catalog: Catalog::new(store),
             directory,
             tokens,
@@ -286,6 +290,44 @@ impl Services {
         };
         self.cache.links.insert(*hash, link.clone());
         Ok(link)
+    }
+
+    /// The holder of a share link presented as `{token}`, or `{token}.{unlock}` for a
+    /// password-protected link after `POST /api/links/unlock` — the segment of `/s/{segment}/…`
+    /// URLs, or of an `Authorization: Link {segment}` header. `None`: no such link (a malformed
+    /// token included). `fresh` reads the catalog, for writes, so that a revoked link stops at
+    /// once; otherwise this instance's cache answers, within the revocation bound (chunk reads).
+    pub async fn link_holder(
+        &self,
+        segment: &str,
+        fresh: bool,
+    ) -> Result<Option<(Arc<ShareLink>, crate::access::LinkFacts)>, ApiError> {
+        let (token, unlock) = match segment.split_once('.') {
+            Some((token, unlock)) => (token, Some(unlock)),
+            None => (segment, None),
+        };
+        let Ok(token) = LinkToken::parse(token) else {
+            return Ok(None);
+        };
+        let hash = token.hash();
+        let link = if fresh {
+            let link = match self.catalog.link_by_token(&hash).await {
+                Ok(link) => Some(Arc::new(link)),
+                Err(CatalogError::NotFound) => None,
+                Err(other) => return Err(other.into()),
+            };
+            self.cache.links.insert(hash, link.clone());
+            link
+        } else {
+            self.resolve_link(&hash).await?
+        };
+        Ok(link.map(|link| {
+            let unlocked = link.password_hash.is_some()
+                && unlock
+                    .is_some_and(|u| self.signer.verify_unlock(&hash, u, crate::domain::now()));
+            let facts = crate::access::LinkFacts::of(&link, unlocked);
+            (link, facts)
+        }))
     }
 
     /// The account behind a personal viewer URL, from this instance's cache when fresh.
@@ -537,10 +579,22 @@ impl Services {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (usage, catalog) = (self.usage.clone(), self.catalog.clone());
-            runtime.spawn(async move {
-                usage.flush(&catalog).await;
-            });
+            self.background.spawn_on(
+                async move {
+                    usage.flush(&catalog).await;
+                },
+                &runtime,
+            );
         }
+    }
+
+    /// Waits for the background writes this instance has started (usage flushes), then writes
+    /// the usage counted since: before its storage is opened again (the embedded database
+    /// admits one opener at a time), or at exit. Returns how many links' counts it wrote.
+    pub async fn shutdown(&self) -> usize {
+        self.background.close();
+        self.background.wait().await;
+        self.flush_usage().await
     }
 
     /// Writes the counted link usage now (tests, shutdown).
@@ -563,5 +617,61 @@ impl Services {
 
     pub fn local_roots(&self) -> &[PathBuf] {
         &self.config.local_roots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LinkId, OrgId, now};
+
+    fn link() -> ShareLink {
+        ShareLink {
+            id: LinkId::generate(),
+            dataset_id: DatasetId::generate(),
+            org: OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}")),
+            token_hash: LinkToken::generate().hash(),
+            label: "flushed".into(),
+            scope: Default::default(),
+            permission: Default::default(),
+            password_hash: None,
+            view: None,
+            usage: Default::default(),
+            created_at: now(),
+            expires_at: None,
+            revoked_at: None,
+            created_by: "test".into(),
+            created_by_user: None,
+            version: 1,
+        }
+    }
+
+    /// A read through a link starts a usage flush in the background when one is due (here:
+    /// always); `shutdown` waits for it, so the embedded database opens again at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_waits_for_background_flushes_so_storage_reopens_at_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = dir.path().join("meta.redb");
+        let vars = [
+            ("ZARRSHARE_EMBEDDED_DB", db.to_string_lossy().into_owned()),
+            ("ZARRSHARE_USAGE_FLUSH_SECS", "0".to_owned()),
+        ];
+        let config = Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let links: Vec<ShareLink> = (0..8).map(|_| link()).collect();
+        for round in 0..20 {
+            let store: DynStore =
+                Arc::new(EmbeddedStore::open(&db).unwrap_or_else(|e| panic!("round {round}: {e}")));
+            let services = Services::new(config.clone(), store).unwrap_or_else(|e| panic!("{e}"));
+            for l in &links {
+                services.record_use(l, Use::Read, false, 4096);
+            }
+            services.shutdown().await;
+            drop(services);
+        }
     }
 }
