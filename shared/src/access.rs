@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{
-    AnnotationId, AnnotationVisibility, DatasetId, LinkPermission, LinkScope, LinkState, OrgId,
-    OrgRole, TeamId, TeamRole, Timestamp, UserId, Visibility,
+    AnnotationId, AnnotationVisibility, DatasetId, LinkId, LinkPermission, LinkScope, LinkState,
+    OrgId, OrgRole, TeamId, TeamRole, Timestamp, UserId, Visibility,
 };
 
 /// Who is asking.
@@ -41,7 +41,7 @@ impl Actor {
         match self {
             Actor::OrgAdmin { org } => format!("admin-key@{org}"),
             Actor::Anonymous => "anonymous".into(),
-            Actor::LinkHolder(_) => "link".into(),
+            Actor::LinkHolder(link) => format!("link:{}", link.id),
             Actor::User(m) => {
                 m.id.as_ref()
                     .map_or_else(|| format!("admin-key@{}", m.org), |id| format!("user:{id}"))
@@ -93,6 +93,7 @@ impl LinkFacts {
     /// The facts of a stored link, with the password state of this request.
     pub fn of(link: &crate::domain::ShareLink, unlocked: bool) -> Self {
         Self {
+            id: link.id.clone(),
             dataset: link.dataset_id.clone(),
             revoked: link.revoked_at.is_some(),
             expires_at: link.expires_at,
@@ -177,6 +178,8 @@ pub enum PasswordState {
 /// What a link grants, as far as the decision needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkFacts {
+    /// Which link (for audit trails and authors; not the secret token).
+    pub id: LinkId,
     pub dataset: DatasetId,
     pub revoked: bool,
     pub expires_at: Option<Timestamp>,
@@ -737,6 +740,7 @@ mod tests {
     ) -> Actor {
         let t = now();
         Actor::LinkHolder(LinkFacts {
+            id: LinkId::generate(),
             dataset: dataset.clone(),
             revoked: state == "revoked",
             expires_at: match state {

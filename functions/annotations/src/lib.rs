@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -78,10 +79,61 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     #[openapi(
         paths(list, create, show, update, remove, restore, save, versions, version, download, copy, viewer),
         components(schemas(Problem)),
-        tags((name = "annotations", description = "Skeleton annotations: versioned saves, visibility, team sharing, copies, NML")),
+        tags((name = "annotations", description = "Skeleton and volume annotations: versioned saves, visibility, team sharing, share links, copies, NML")),
+        modifiers(&LinkAuth),
     )]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
+}
+
+struct LinkAuth;
+
+impl utoipa::Modify for LinkAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "link",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Link {token}`, or `Link {token}.{unlock}` for a password-protected link after \
+                 `POST /api/links/unlock`: the holder of a share link",
+            ))),
+        );
+    }
+}
+
+/// The caller of the routes a share link may use too (show, versions, downloads, saves): a
+/// [`Caller`] (`Authorization: Bearer …`), or the holder of a share link
+/// (`Authorization: Link {token}`, `Link {token}.{unlock}` for a password-protected link). The
+/// link is read from the catalog, not a cache, so a revoked link stops at once. What it allows
+/// is the access decision's: reading the annotation it is scoped to (or, for a whole-dataset
+/// link, the dataset's public annotations) and, with `annotate` permission, saving to the one
+/// it is scoped to.
+struct CallerOrLink(Actor);
+
+impl FromRequestParts<AppState> for CallerOrLink {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let link = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Link "))
+            .map(str::trim);
+        match link {
+            Some(segment) => {
+                let (_, facts) = s
+                    .services
+                    .link_holder(segment, true)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                Ok(Self(Actor::LinkHolder(facts)))
+            }
+            None => s.services.auth.authenticate(&parts.headers).await.map(Self),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,11 +468,11 @@ async fn list(
 }
 
 /// An annotation's record, with what you may do with it.
-#[utoipa::path(get, path = "/api/annotations/{id}", tag = "annotations", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/annotations/{id}", tag = "annotations", security(("bearer" = []), ("link" = [])), params(("id" = String, Path)),
     responses((status = 200, body = AnnotationView), (status = 404, body = Problem)))]
 async fn show(
     State(s): State<AppState>,
-    Caller(actor): Caller,
+    CallerOrLink(actor): CallerOrLink,
     Path(id): Path<String>,
 ) -> Result<ApiJson<AnnotationView>, ApiError> {
     let subject = subject(&s, &actor, &id).await?;
@@ -612,11 +664,11 @@ fn parse_actions<T: serde::de::DeserializeOwned>(
 
 /// Save a batch of update actions on top of `base_version`. Accepted saves get consecutive
 /// versions; a save on an older version is 409 with the current one (load it, rebase, retry).
-#[utoipa::path(post, path = "/api/annotations/{id}/saves", tag = "annotations", params(("id" = String, Path)), request_body = Save,
+#[utoipa::path(post, path = "/api/annotations/{id}/saves", tag = "annotations", security(("bearer" = []), ("link" = [])), params(("id" = String, Path)), request_body = Save,
     responses((status = 201, body = Saved), (status = 403, body = Problem), (status = 409, description = "Stale: the detail names the current version", body = Problem), (status = 422, body = Problem)))]
 async fn save(
     State(s): State<AppState>,
-    Caller(actor): Caller,
+    CallerOrLink(actor): CallerOrLink,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<Save>,
 ) -> Result<Response, ApiError> {
@@ -789,11 +841,11 @@ pub struct VersionPage {
 }
 
 /// The saved versions, newest first.
-#[utoipa::path(get, path = "/api/annotations/{id}/versions", tag = "annotations", params(("id" = String, Path), Page),
+#[utoipa::path(get, path = "/api/annotations/{id}/versions", tag = "annotations", security(("bearer" = []), ("link" = [])), params(("id" = String, Path), Page),
     responses((status = 200, body = VersionPage), (status = 404, body = Problem)))]
 async fn versions(
     State(s): State<AppState>,
-    Caller(actor): Caller,
+    CallerOrLink(actor): CallerOrLink,
     Path(id): Path<String>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<ApiJson<VersionPage>, ApiError> {
@@ -814,12 +866,12 @@ async fn versions(
 
 /// The content as it was at one version: a skeleton, or a volume's bucket index (its voxels
 /// are read as Zarr at `…/__annotations/{id}/versions/{version}/volume/`).
-#[utoipa::path(get, path = "/api/annotations/{id}/versions/{version}", tag = "annotations",
+#[utoipa::path(get, path = "/api/annotations/{id}/versions/{version}", tag = "annotations", security(("bearer" = []), ("link" = [])),
     params(("id" = String, Path), ("version" = u64, Path)),
     responses((status = 200, description = "The skeleton, or the volume's bucket index (JSON)"), (status = 404, body = Problem)))]
 async fn version(
     State(s): State<AppState>,
-    Caller(actor): Caller,
+    CallerOrLink(actor): CallerOrLink,
     Path((id, version)): Path<(String, u64)>,
 ) -> Result<Response, ApiError> {
     let subject = subject(&s, &actor, &id).await?;
@@ -848,11 +900,11 @@ pub struct DownloadQuery {
 }
 
 /// Download the skeleton as NML (webKnossos, and any NML reader) or JSON.
-#[utoipa::path(get, path = "/api/annotations/{id}/download", tag = "annotations", params(("id" = String, Path), DownloadQuery),
+#[utoipa::path(get, path = "/api/annotations/{id}/download", tag = "annotations", security(("bearer" = []), ("link" = [])), params(("id" = String, Path), DownloadQuery),
     responses((status = 200, description = "The file", content_type = "application/xml"), (status = 404, body = Problem)))]
 async fn download(
     State(s): State<AppState>,
-    Caller(actor): Caller,
+    CallerOrLink(actor): CallerOrLink,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Response, ApiError> {

@@ -1689,3 +1689,197 @@ async fn a_copy_of_a_volume_reads_the_same_voxels_and_never_changes_with_its_ori
     assert_eq!(app.voxels_at(&theirs, &key_at(a)).await, gradient(100));
     assert_eq!(app.voxels_at(&again_zarr, &key_at(b)).await, uniform(12));
 }
+
+// ---------------------------------------------------------------------------------------------
+// f. Share-link holders on the annotations API
+// ---------------------------------------------------------------------------------------------
+
+/// The segment a link's holder presents (`{token}`, or `{token}.{unlock}`), from its URL.
+fn segment_of(url: &str) -> String {
+    let after = url.split("/s/").nth(1).expect("a /s/ URL");
+    after.trim_end_matches('/').to_owned()
+}
+
+#[tokio::test]
+async fn an_annotate_link_lets_its_holder_save_to_its_annotation_and_to_nothing_else() {
+    let World { app, owner, ds, .. } = world(Visibility::Private).await;
+    let me = Who::As(&owner);
+    let skeleton = id_of(
+        &app.create(me, &ds, "axon", json!({"visibility": "private"}))
+            .await,
+    );
+    app.saved(me, &skeleton, 0, &first_batch()).await;
+    let public = id_of(
+        &app.create(me, &ds, "open", json!({"visibility": "public"}))
+            .await,
+    );
+    let volume = id_of(
+        &app.create(
+            me,
+            &ds,
+            "cells",
+            json!({"kind": "volume", "visibility": "private"}),
+        )
+        .await,
+    );
+    let link = |annotation: &str, permission: &str| json!({"scope": {"kind": "annotation", "annotation": annotation}, "permission": permission});
+    let annotate = app
+        .link(Who::Admin, &ds, &link(&skeleton, "annotate"))
+        .await;
+    let token = annotate["token"].as_str().expect("token").to_owned();
+    let holder = Who::Link(&token);
+
+    // The holder reads the annotation and may edit it, not manage or copy it …
+    let record = app.record(holder, &skeleton).await;
+    assert_eq!(
+        record["access"],
+        json!({"read": true, "edit": true, "manage": false, "copy": false}),
+        "{record}"
+    );
+    // … saves onto it, under the same rules as anyone (a stale save is 409) …
+    let saved = app.saved(holder, &skeleton, 1, &second_batch()).await;
+    assert_eq!(saved["version"], 2);
+    app.save(holder, &skeleton, 1, &[set_comment(1, 1, "late")])
+        .await
+        .problem_about(StatusCode::CONFLICT, "version 2");
+    // … and the owner reads the save, its author being the link by id (never its token).
+    assert_eq!(
+        app.content(me, &skeleton, 2).await,
+        expected(&[&first_batch(), &second_batch()])
+    );
+    let versions = app
+        .get(&format!("/api/annotations/{skeleton}/versions"), me)
+        .await
+        .ok(StatusCode::OK);
+    let link_id = annotate["id"].as_str().expect("link id");
+    let authors: Vec<&str> = versions["items"]
+        .as_array()
+        .or_else(|| versions.as_array())
+        .expect("versions")
+        .iter()
+        .map(|v| v["author"].as_str().expect("author"))
+        .collect();
+    assert!(
+        authors.contains(&format!("link:{link_id}").as_str()),
+        "{versions}"
+    );
+    assert!(!versions.to_string().contains(&token), "{versions}");
+    // The holder downloads every version, like any reader.
+    let nml = app
+        .get(
+            &format!("/api/annotations/{skeleton}/download?version=2"),
+            holder,
+        )
+        .await;
+    assert_eq!(nml.status, StatusCode::OK, "{}", nml.text());
+    assert!(nml.text().contains("<thing "), "{}", nml.text());
+
+    // The link reaches no other annotation of the dataset, not even a public one.
+    app.get(&format!("/api/annotations/{public}"), holder)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.save(holder, &public, 0, &first_batch())
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    // A view link reads its annotation but does not save; nor does a whole-dataset link with
+    // annotate permission save to a public annotation it reads.
+    let view = app.link(Who::Admin, &ds, &link(&skeleton, "view")).await;
+    let viewer = view["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        app.record(Who::Link(&viewer), &skeleton).await["access"]["edit"],
+        false
+    );
+    app.save(Who::Link(&viewer), &skeleton, 2, &[set_comment(1, 1, "no")])
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    let whole = app
+        .link(Who::Admin, &ds, &json!({"permission": "annotate"}))
+        .await;
+    let whole = whole["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        app.record(Who::Link(&whole), &public).await["access"]["read"],
+        true
+    );
+    app.save(Who::Link(&whole), &public, 0, &first_batch())
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    // Links are for the annotation itself: managing it still takes an account.
+    app.patch(
+        &format!("/api/annotations/{skeleton}"),
+        holder,
+        &json!({"name": "renamed", "revision": 2}),
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    // Unknown and malformed tokens do not authenticate.
+    let unknown = shared::domain::LinkToken::generate().expose().to_owned();
+    for bad in [unknown.as_str(), "not a token", ""] {
+        app.get(&format!("/api/annotations/{skeleton}"), Who::Link(bad))
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+
+    // Volumes the same: a bucket painted through the link is read back by the owner.
+    let painter = app.link(Who::Admin, &ds, &link(&volume, "annotate")).await;
+    let painter = painter["token"].as_str().expect("token").to_owned();
+    app.saved(
+        Who::Link(&painter),
+        &volume,
+        0,
+        &[update_bucket([0, 0, 0], &uniform(5))],
+    )
+    .await;
+    let zarr = app.zarr_url(me, &volume, "").await;
+    assert_eq!(app.voxels_at(&zarr, "0/c/0/0/0").await, uniform(5));
+
+    // A password-protected link saves only once unlocked, with the unlock it was given.
+    let locked = app
+        .link(
+            Who::Admin,
+            &ds,
+            &json!({"scope": {"kind": "annotation", "annotation": skeleton},
+                    "permission": "annotate", "password": "correct horse battery"}),
+        )
+        .await;
+    let locked_token = locked["token"].as_str().expect("token").to_owned();
+    app.save(
+        Who::Link(&locked_token),
+        &skeleton,
+        2,
+        &[set_comment(1, 1, "locked")],
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    let unlocked = app
+        .post(
+            "/api/links/unlock",
+            Who::Anonymous,
+            &json!({"token": locked_token, "password": "correct horse battery"}),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let unlocked = segment_of(unlocked["url"].as_str().expect("url"));
+    app.saved(
+        Who::Link(&unlocked),
+        &skeleton,
+        2,
+        &[set_comment(1, 1, "unlocked")],
+    )
+    .await;
+
+    // Revoked: the next save is refused at once, even by another instance that has just seen
+    // the link (the API reads links afresh; only chunk reads use the bounded cache).
+    let elsewhere = app.cold();
+    assert_eq!(elsewhere.record(holder, &skeleton).await["version"], 3);
+    app.delete(
+        &format!("/api/datasets/{}/links/{link_id}", ds.id),
+        Who::Admin,
+    )
+    .await
+    .ok(StatusCode::OK);
+    elsewhere
+        .save(holder, &skeleton, 3, &[set_comment(1, 1, "revoked")])
+        .await
+        .problem_about(StatusCode::GONE, "revoked");
+    assert_eq!(app.record(me, &skeleton).await["version"], 3);
+}

@@ -21,13 +21,12 @@ use axum::routing::get;
 use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use shared::access::{
-    Action, Actor, AnnotationFacts, DatasetFacts, GrantFacts, LinkFacts, MemberFacts, Resource,
-    require,
+    Action, Actor, AnnotationFacts, DatasetFacts, GrantFacts, MemberFacts, Resource, require,
 };
 use shared::config::Delivery;
 use shared::domain::skeleton::{NmlMeta, to_nml};
 use shared::domain::{
-    Annotation, AnnotationId, DatasetId, LinkScope, LinkToken, ObjectKey, ShareLink, User, now,
+    Annotation, AnnotationId, DatasetId, LinkScope, ObjectKey, ShareLink, User, now,
 };
 use shared::error::ApiQuery;
 use shared::neuroglancer::Overlay;
@@ -185,14 +184,10 @@ async fn resolve(services: &Services, via: Via, segment: &str) -> Result<Reader,
         }
         Via::Link => {
             let no_link = || ApiError::NotFound("no such share link".into());
-            let (token, unlock) = match segment.split_once('.') {
-                Some((token, unlock)) => (token, Some(unlock)),
-                None => (segment, None),
-            };
-            let hash = LinkToken::parse(token).map_err(|_| no_link())?.hash();
-            let link = services.resolve_link(&hash).await?.ok_or_else(no_link)?;
-            let unlocked = link.password_hash.is_some()
-                && unlock.is_some_and(|u| services.signer.verify_unlock(&hash, u, now()));
+            let (link, facts) = services
+                .link_holder(segment, false)
+                .await?
+                .ok_or_else(no_link)?;
             let dataset = services
                 .resolve_dataset(&link.dataset_id)
                 .await?
@@ -207,7 +202,7 @@ async fn resolve(services: &Services, via: Via, segment: &str) -> Result<Reader,
                 }
             }
             Ok(Reader {
-                actor: Actor::LinkHolder(LinkFacts::of(&link, unlocked)),
+                actor: Actor::LinkHolder(facts),
                 dataset,
                 grant: None,
                 link: Some(link),

@@ -106,6 +106,9 @@ pub enum Who<'a> {
     Admin,
     Anonymous,
     As(&'a Person),
+    /// The holder of a share link: `Authorization: Link {segment}` (`{token}` or
+    /// `{token}.{unlock}`).
+    Link(&'a str),
 }
 
 impl Who<'_> {
@@ -114,6 +117,7 @@ impl Who<'_> {
             Who::Admin => Some(format!("Bearer {ADMIN_KEY}")),
             Who::Anonymous => None,
             Who::As(p) => Some(format!("Bearer {}", p.token)),
+            Who::Link(segment) => Some(format!("Link {segment}")),
         }
     }
 }
