@@ -11,7 +11,6 @@
 use crate::support::{self, call};
 
 use base64::Engine as _;
-use infra::server::{ServeOptions, start};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shared::config::Delivery;
@@ -29,17 +28,7 @@ async fn neuroglancer_loads_and_draws_what_the_viewer_links_point_at() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let running = start(ServeOptions {
-        port: 0,
-        data_dir: dir.path().to_path_buf(),
-        ready_file: None,
-        aws: false,
-        delivery: Delivery::Proxy,
-        local_roots: vec![],
-        seed_demo: true,
-    })
-    .await
-    .unwrap();
+    let running = support::serve_demo(dir.path(), Delivery::Proxy).await;
     let demo = running.demo.clone().unwrap();
     let token = support::dataset_manager(&running, "tracer@lab.example").await;
     let client = reqwest::Client::new();

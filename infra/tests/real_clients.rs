@@ -6,7 +6,6 @@
 
 use crate::support;
 
-use infra::server::{ServeOptions, start};
 use shared::config::Delivery;
 
 async fn read_with_zarr_python(delivery: Delivery) {
@@ -14,17 +13,7 @@ async fn read_with_zarr_python(delivery: Delivery) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let running = start(ServeOptions {
-        port: 0,
-        data_dir: dir.path().to_path_buf(),
-        ready_file: None,
-        aws: false,
-        delivery,
-        local_roots: vec![],
-        seed_demo: true,
-    })
-    .await
-    .unwrap();
+    let running = support::serve_demo(dir.path(), delivery).await;
     let demo = running.demo.clone().unwrap();
     let source = dir
         .path()
@@ -132,17 +121,7 @@ async fn zarr_python_reads_scoped_and_password_protected_links() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let running = start(ServeOptions {
-        port: 0,
-        data_dir: dir.path().to_path_buf(),
-        ready_file: None,
-        aws: false,
-        delivery: Delivery::Proxy,
-        local_roots: vec![],
-        seed_demo: true,
-    })
-    .await
-    .unwrap();
+    let running = support::serve_demo(dir.path(), Delivery::Proxy).await;
     let demo = running.demo.clone().unwrap();
     let source = dir
         .path()

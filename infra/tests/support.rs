@@ -2,12 +2,12 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use infra::server::Running;
+use infra::server::{Running, ServeOptions, start};
 use serde_json::Value;
-use shared::domain::{Email, OrgId, OrgRole, Organization, User, UserId, now};
+use shared::config::Delivery;
+use shared::domain::{Email, OrgId, OrgRole, Organization, User, now};
 
 /// The real-client Python from `infra/scripts/python-clients.sh`. Missing: in CI a failure,
 /// elsewhere the caller skips (and says so).
@@ -52,22 +52,13 @@ pub fn browser() -> bool {
 pub async fn dataset_manager(running: &Running, email: &str) -> String {
     let services = &running.services;
     let org = services.config.org.clone();
-    let user = User {
-        id: UserId::generate(),
-        org: org.clone(),
-        email: Email::parse(email).unwrap(),
-        name: email.split('@').next().unwrap_or(email).into(),
-        password_hash: String::new(),
-        active: true,
-        role: OrgRole::DatasetManager,
-        teams: BTreeMap::new(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
-    };
+    let user = User::new(
+        org.clone(),
+        Email::parse(email).unwrap(),
+        email.split('@').next().unwrap_or(email).into(),
+        OrgRole::DatasetManager,
+        String::new(),
+    );
     if services.directory.org(&org).await.is_ok() {
         services.directory.create_user(&user).await.unwrap();
     } else {
@@ -105,4 +96,20 @@ pub async fn call(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// The local server on a free port over `dir`, with the demo seeded, answering chunk reads with
+/// `delivery`.
+pub async fn serve_demo(dir: &Path, delivery: Delivery) -> Running {
+    start(ServeOptions {
+        port: 0,
+        data_dir: dir.to_path_buf(),
+        ready_file: None,
+        aws: false,
+        delivery,
+        local_roots: vec![],
+        seed_demo: true,
+    })
+    .await
+    .unwrap()
 }

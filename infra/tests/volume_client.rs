@@ -8,7 +8,6 @@
 use crate::support::{self, call};
 
 use base64::Engine as _;
-use infra::server::{ServeOptions, start};
 use serde_json::{Value, json};
 use shared::config::Delivery;
 
@@ -45,17 +44,7 @@ async fn painted_volume(delivery: Delivery) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let running = start(ServeOptions {
-        port: 0,
-        data_dir: dir.path().to_path_buf(),
-        ready_file: None,
-        aws: false,
-        delivery,
-        local_roots: vec![],
-        seed_demo: true,
-    })
-    .await
-    .unwrap();
+    let running = support::serve_demo(dir.path(), delivery).await;
     let demo = running.demo.clone().unwrap();
     let services = &running.services;
 

@@ -490,23 +490,14 @@ pub async fn serve_aws(
 /// A new dataset manager of the installation's organization (stored in DynamoDB, its record
 /// created on first use) and an access token for them.
 pub async fn signed_in_manager(services: &Services, name: &str) -> (shared::domain::User, String) {
-    use shared::domain::{Email, OrgRole, Organization, User, UserId, now};
-    let user = User {
-        id: UserId::generate(),
-        org: services.config.org.clone(),
-        email: Email::parse(&format!("{}@lab.example", unique(name))).unwrap(),
-        name: name.into(),
-        password_hash: String::new(),
-        active: true,
-        role: OrgRole::DatasetManager,
-        teams: BTreeMap::new(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
-    };
+    use shared::domain::{Email, OrgRole, Organization, User, now};
+    let user = User::new(
+        services.config.org.clone(),
+        Email::parse(&format!("{}@lab.example", unique(name))).unwrap(),
+        name.into(),
+        OrgRole::DatasetManager,
+        String::new(),
+    );
     let record = Organization {
         id: user.org.clone(),
         name: "Lab".into(),

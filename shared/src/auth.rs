@@ -127,7 +127,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Email, OrgRole, Organization, User, UserId, now};
+    use crate::domain::{Email, OrgRole, Organization, User, now};
     use std::time::Duration;
 
     struct Fixture {
@@ -210,22 +210,13 @@ mod tests {
     #[tokio::test]
     async fn user_tokens_work_until_the_account_is_deactivated() {
         let f = fixture();
-        let user = User {
-            id: UserId::generate(),
-            org: lab(),
-            email: Email::parse("ada@example.org").unwrap_or_else(|e| panic!("{e}")),
-            name: "Ada".into(),
-            password_hash: String::new(),
-            active: true,
-            role: OrgRole::DatasetManager,
-            teams: Default::default(),
-            experience: Default::default(),
-            token_generation: 0,
-            failed_logins: 0,
-            locked_until: None,
-            created_at: now(),
-            version: 1,
-        };
+        let user = User::new(
+            lab(),
+            Email::parse("ada@example.org").unwrap_or_else(|e| panic!("{e}")),
+            "Ada".into(),
+            OrgRole::DatasetManager,
+            String::new(),
+        );
         let org = Organization {
             id: lab(),
             name: "Lab".into(),

@@ -283,20 +283,14 @@ async fn new_user(
     let password = Password::parse(&account.password, &email)?;
     let name = name_of("name", &account.name, 200)?;
     Ok(User {
-        id: UserId::generate(),
-        org: org.clone(),
-        email,
-        name,
-        password_hash: hash_password(password).await?,
         active,
-        role,
-        teams: BTreeMap::new(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
+        ..User::new(
+            org.clone(),
+            email,
+            name,
+            role,
+            hash_password(password).await?,
+        )
     })
 }
 

@@ -17,7 +17,7 @@ use shared::Services;
 use shared::config::Config;
 use shared::domain::{
     Dataset, DatasetId, DatasetName, Email, Layer, LayerKind, Level, OrgId, OrgRole, Organization,
-    SNAPSHOT_EVERY, StorageUrl, TeamId, TeamRole, User, UserId, Visibility, ZarrFormat, now,
+    SNAPSHOT_EVERY, StorageUrl, TeamId, TeamRole, User, Visibility, ZarrFormat, now,
 };
 use shared::store::embedded::EmbeddedStore;
 use tower::ServiceExt;
@@ -99,20 +99,15 @@ async fn main() {
     let org = OrgId::parse("lab").unwrap();
     let team = TeamId::generate();
     let user = User {
-        id: UserId::generate(),
-        org: org.clone(),
-        email: Email::parse("tracer@lab.org").unwrap(),
-        name: "Tracer".into(),
-        password_hash: String::new(),
-        active: true,
-        role: OrgRole::User,
         teams: [(team.clone(), TeamRole::Member)].into(),
-        experience: Default::default(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
         created_at: t,
-        version: 1,
+        ..User::new(
+            org.clone(),
+            Email::parse("tracer@lab.org").unwrap(),
+            "Tracer".into(),
+            OrgRole::User,
+            String::new(),
+        )
     };
     let organization = Organization {
         id: org.clone(),

@@ -134,23 +134,17 @@ async fn spawn() -> App {
 
 fn user(email: &str, org: &str, role: OrgRole, teams: &[TeamId]) -> User {
     User {
-        id: UserId::generate(),
-        org: OrgId::parse(org).unwrap(),
-        email: Email::parse(email).unwrap(),
-        name: email.into(),
-        password_hash: String::new(),
-        active: true,
-        role,
         teams: teams
             .iter()
             .map(|t| (t.clone(), TeamRole::Member))
             .collect::<BTreeMap<_, _>>(),
-        experience: BTreeMap::new(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
+        ..User::new(
+            OrgId::parse(org).unwrap(),
+            Email::parse(email).unwrap(),
+            email.into(),
+            role,
+            String::new(),
+        )
     }
 }
 

@@ -41,6 +41,34 @@ pub struct User {
 }
 
 impl User {
+    /// A new, active account with a fresh id: in no team yet, with no experience, no failed
+    /// logins and its first token generation. Change what differs with struct update syntax,
+    /// e.g. `User { active: false, ..User::new(…) }`.
+    pub fn new(
+        org: OrgId,
+        email: Email,
+        name: String,
+        role: OrgRole,
+        password_hash: String,
+    ) -> Self {
+        Self {
+            id: UserId::generate(),
+            org,
+            email,
+            name,
+            password_hash,
+            active: true,
+            role,
+            teams: BTreeMap::new(),
+            experience: BTreeMap::new(),
+            token_generation: 0,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: super::now(),
+            version: 1,
+        }
+    }
+
     pub fn team_role(&self, team: &TeamId) -> Option<TeamRole> {
         self.teams.get(team).copied()
     }

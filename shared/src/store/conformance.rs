@@ -685,22 +685,13 @@ fn organization(id: &OrgId) -> Organization {
 }
 
 fn user(org: &OrgId, email: &str) -> User {
-    User {
-        id: UserId::generate(),
-        org: org.clone(),
-        email: Email::parse(email).unwrap(),
-        name: "Test".into(),
-        password_hash: "$argon2id$not-a-real-hash".into(),
-        active: true,
-        role: OrgRole::User,
-        teams: Default::default(),
-        experience: Default::default(),
-        token_generation: 0,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: now(),
-        version: 1,
-    }
+    User::new(
+        org.clone(),
+        Email::parse(email).unwrap(),
+        "Test".into(),
+        OrgRole::User,
+        "$argon2id$not-a-real-hash".into(),
+    )
 }
 
 fn unique_email(tag: &str) -> String {

@@ -21,7 +21,7 @@ use shared::domain::skeleton::{Skeleton, UpdateAction};
 use shared::domain::{
     AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, DatasetPatch, Email, Grant, Layer,
     LayerKind, Level, OrgId, OrgRole, Organization, StorageUrl, Team, TeamId, TeamRole, User,
-    UserId, Visibility, ZarrFormat, now,
+    Visibility, ZarrFormat, now,
 };
 use shared::store::embedded::EmbeddedStore;
 use tempfile::TempDir;
@@ -309,20 +309,14 @@ impl TestApp {
     ) -> Person {
         let org_id = OrgId::parse(org).expect("organization id");
         let user = User {
-            id: UserId::generate(),
-            org: org_id.clone(),
-            email: Email::parse(email).expect("e-mail address"),
-            name: email.split('@').next().unwrap_or_default().to_owned(),
-            password_hash: String::new(),
-            active: true,
-            role,
             teams: teams.iter().cloned().collect::<BTreeMap<_, _>>(),
-            experience: BTreeMap::new(),
-            token_generation: 0,
-            failed_logins: 0,
-            locked_until: None,
-            created_at: now(),
-            version: 1,
+            ..User::new(
+                org_id.clone(),
+                Email::parse(email).expect("e-mail address"),
+                email.split('@').next().unwrap_or_default().to_owned(),
+                role,
+                String::new(),
+            )
         };
         let directory = &self.services.directory;
         if directory.org(&org_id).await.is_ok() {
