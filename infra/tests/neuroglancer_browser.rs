@@ -139,24 +139,8 @@ async fn neuroglancer_loads_and_draws_what_the_viewer_links_point_at() {
         {"viewer_url": skeleton_view},
         {"viewer_url": link_view},
     ]});
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/neuroglancer_view.py"
-    );
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(spec.to_string())
-        // Selenium takes chromedriver from PATH instead of asking the network for one.
-        .env("SE_OFFLINE", "true")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "Neuroglancer failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let spec = spec.to_string();
+    let stdout = support::run_client(&python, "neuroglancer_view.py", &[spec.as_ref()]).await;
     eprintln!("Neuroglancer's report: {stdout}");
     let reports: Vec<Value> = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(reports.len(), 3, "{stdout}");

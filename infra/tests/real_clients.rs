@@ -20,21 +20,16 @@ async fn read_with_zarr_python(delivery: Delivery) {
         .canonicalize()
         .unwrap()
         .join("objects/demo/cells.ome.zarr");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_demo.py");
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(&source)
-        .arg(&demo.public_url)
-        .arg(&demo.link_url)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "zarr-python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::run_client(
+        &python,
+        "read_demo.py",
+        &[
+            source.as_os_str(),
+            demo.public_url.as_ref(),
+            demo.link_url.as_ref(),
+        ],
+    )
+    .await;
     let reports: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -89,20 +84,8 @@ async fn api(
 }
 
 async fn zarr_python(python: &std::path::Path, source: &std::path::Path, url: &str) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_demo.py");
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(source)
-        .arg(url)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "zarr-python failed on {url}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout =
+        support::run_client(python, "read_demo.py", &[source.as_os_str(), url.as_ref()]).await;
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let arrays = report["arrays"].as_array().unwrap();
     assert!(arrays.iter().all(|a| a["equal"] == true), "{report}");

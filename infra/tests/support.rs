@@ -113,3 +113,26 @@ pub async fn serve_demo(dir: &Path, delivery: Delivery) -> Running {
     .await
     .unwrap()
 }
+
+/// Runs `tests/clients/{script}` with the client Python and `args`, and returns what it printed;
+/// a non-zero exit fails the test with both of its outputs.
+pub async fn run_client(python: &Path, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let output = tokio::process::Command::new(python)
+        .arg(&path)
+        .args(args)
+        // Selenium takes chromedriver from PATH instead of asking the network for one.
+        .env("SE_OFFLINE", "true")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

@@ -115,19 +115,8 @@ async fn painted_volume(delivery: Delivery) {
             {"url": format!("{root}/versions/0/volume/"), "buckets": []},
         ],
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/read_volume.py");
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(spec.to_string())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "zarr-python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let spec = spec.to_string();
+    let stdout = support::run_client(&python, "read_volume.py", &[spec.as_ref()]).await;
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     let reports = report.as_array().unwrap();
     assert_eq!(reports.len(), 3);
