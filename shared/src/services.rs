@@ -623,26 +623,17 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{LinkId, OrgId, now};
+    use crate::domain::OrgId;
 
     fn link() -> ShareLink {
         ShareLink {
-            id: LinkId::generate(),
-            dataset_id: DatasetId::generate(),
-            org: OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}")),
-            token_hash: LinkToken::generate().hash(),
             label: "flushed".into(),
-            scope: Default::default(),
-            permission: Default::default(),
-            password_hash: None,
-            view: None,
-            usage: Default::default(),
-            created_at: now(),
-            expires_at: None,
-            revoked_at: None,
-            created_by: "test".into(),
-            created_by_user: None,
-            version: 1,
+            ..ShareLink::new(
+                DatasetId::generate(),
+                OrgId::parse("lab").unwrap_or_else(|e| panic!("{e}")),
+                LinkToken::generate().hash(),
+                "test".into(),
+            )
         }
     }
 

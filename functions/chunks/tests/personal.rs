@@ -13,7 +13,7 @@ use serde_json::Value;
 use shared::Services;
 use shared::config::Config;
 use shared::domain::{
-    AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, Email, Grant, LinkId, LinkPermission,
+    AuditAction, AuditEntry, Dataset, DatasetId, DatasetName, Email, Grant, LinkPermission,
     LinkScope, LinkToken, OrgId, OrgRole, Organization, ShareLink, StorageUrl, TeamId, TeamRole,
     User, UserId, Visibility, ZarrFormat, now,
 };
@@ -175,22 +175,9 @@ impl App {
     async fn link(&self, d: &Dataset, scope: LinkScope, permission: LinkPermission) -> String {
         let token = LinkToken::generate();
         let link = ShareLink {
-            id: LinkId::generate(),
-            dataset_id: d.id.clone(),
-            org: d.org.clone(),
-            token_hash: token.hash(),
-            label: String::new(),
             scope,
             permission,
-            password_hash: None,
-            view: None,
-            usage: Default::default(),
-            created_at: now(),
-            expires_at: None,
-            revoked_at: None,
-            created_by: "test".into(),
-            created_by_user: None,
-            version: 1,
+            ..ShareLink::new(d.id.clone(), d.org.clone(), token.hash(), "test".into())
         };
         self.services.catalog.create_link(&link).await.unwrap();
         token.expose().to_owned()

@@ -66,22 +66,13 @@ fn link(
     expires: Option<time::OffsetDateTime>,
 ) -> ShareLink {
     ShareLink {
-        id: LinkId::generate(),
-        dataset_id: dataset.clone(),
-        org: OrgId::parse("lab").unwrap(),
-        token_hash: token.hash(),
-        label: String::new(),
-        scope: Default::default(),
-        permission: Default::default(),
-        password_hash: None,
-        view: None,
-        usage: Default::default(),
-        created_at: now(),
         expires_at: expires,
-        revoked_at: None,
-        created_by: "test".into(),
-        created_by_user: None,
-        version: 1,
+        ..ShareLink::new(
+            dataset.clone(),
+            OrgId::parse("lab").unwrap(),
+            token.hash(),
+            "test".into(),
+        )
     }
 }
 

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use shared::Services;
 use shared::config::Config;
 use shared::domain::{
-    Dataset, DatasetId, DatasetName, LayerKind, LinkId, LinkScope, LinkToken, LinkUsage, OrgId,
-    Password, ShareLink, StorageUrl, Visibility, ZarrFormat, now,
+    Dataset, DatasetId, DatasetName, LayerKind, LinkScope, LinkToken, LinkUsage, OrgId, Password,
+    ShareLink, StorageUrl, Visibility, ZarrFormat, now,
 };
 use shared::neuroglancer::{Layout, ViewParams};
 use shared::store::embedded::EmbeddedStore;
@@ -314,24 +314,12 @@ async fn spawn(delivery: &str, cache_secs: u64) -> App {
 
 /// A link to `dataset` with the defaults: whole dataset, view only, no password, no expiry.
 fn link(dataset: &DatasetId, token: &LinkToken) -> ShareLink {
-    ShareLink {
-        id: LinkId::generate(),
-        dataset_id: dataset.clone(),
-        org: OrgId::parse("lab").unwrap(),
-        token_hash: token.hash(),
-        label: String::new(),
-        scope: LinkScope::Dataset,
-        permission: Default::default(),
-        password_hash: None,
-        view: None,
-        usage: Default::default(),
-        created_at: now(),
-        expires_at: None,
-        revoked_at: None,
-        created_by: "test".into(),
-        created_by_user: None,
-        version: 1,
-    }
+    ShareLink::new(
+        dataset.clone(),
+        OrgId::parse("lab").unwrap(),
+        token.hash(),
+        "test".into(),
+    )
 }
 
 fn password_hash() -> String {

@@ -302,22 +302,19 @@ fn new_link(
     }
     let token = LinkToken::generate();
     let link = ShareLink {
-        id: LinkId::generate(),
-        dataset_id: dataset.id.clone(),
-        org: dataset.org.clone(),
-        token_hash: token.hash(),
         label: options.label.clone(),
         scope: options.scope.clone(),
         permission: options.permission,
         password_hash: options.password_hash.clone(),
         view: options.view.clone(),
-        usage: LinkUsage::default(),
-        created_at: now(),
         expires_at: options.expires_at,
-        revoked_at: None,
-        created_by: actor.describe(),
         created_by_user: actor.user_id().cloned(),
-        version: 1,
+        ..ShareLink::new(
+            dataset.id.clone(),
+            dataset.org.clone(),
+            token.hash(),
+            actor.describe(),
+        )
     };
     Ok((link, token))
 }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use shared::Services;
 use shared::config::Config;
-use shared::domain::{Dataset, LinkId, LinkToken, ShareLink, now};
+use shared::domain::{Dataset, LinkToken, ShareLink, now};
 use shared::store::embedded::EmbeddedStore;
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -1913,22 +1913,15 @@ async fn share_links_are_created_listed_and_revoked() {
 
     // A link that has expired (written straight to the catalog: the API refuses past expiries).
     let expired = ShareLink {
-        id: LinkId::generate(),
-        dataset_id: shared::domain::DatasetId::parse(&id).expect("id"),
-        org: shared::domain::OrgId::parse("default").expect("org"),
-        token_hash: LinkToken::generate().hash(),
         label: "last year".into(),
-        scope: Default::default(),
-        permission: Default::default(),
-        password_hash: None,
-        view: None,
-        usage: Default::default(),
         created_at: now() - time::Duration::days(2),
         expires_at: Some(now() - time::Duration::days(1)),
-        revoked_at: None,
-        created_by: "test".into(),
-        created_by_user: None,
-        version: 1,
+        ..ShareLink::new(
+            shared::domain::DatasetId::parse(&id).expect("id"),
+            shared::domain::OrgId::parse("default").expect("org"),
+            LinkToken::generate().hash(),
+            "test".into(),
+        )
     };
     app.services
         .catalog

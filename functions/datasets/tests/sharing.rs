@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use shared::Services;
 use shared::config::Config;
 use shared::domain::{
-    AnnotationId, DatasetId, Email, LinkId, LinkToken, OrgId, OrgRole, Organization, ShareLink,
-    Team, TeamId, TeamRole, User, UserId, now,
+    AnnotationId, DatasetId, Email, LinkToken, OrgId, OrgRole, Organization, ShareLink, Team,
+    TeamId, TeamRole, User, UserId, now,
 };
 use shared::mail::{Mail, Mailer, OutboxMailer};
 use shared::store::embedded::EmbeddedStore;
@@ -570,22 +570,15 @@ fn actions(entries: &[Value]) -> Vec<String> {
 fn stored_link(dataset: &str, label: &str, age_days: i64, expired: bool) -> ShareLink {
     let created = now() - time::Duration::days(age_days);
     ShareLink {
-        id: LinkId::generate(),
-        dataset_id: DatasetId::parse(dataset).expect("dataset id"),
-        org: OrgId::parse(ORG).expect("org"),
-        token_hash: LinkToken::generate().hash(),
         label: label.into(),
-        scope: Default::default(),
-        permission: Default::default(),
-        password_hash: None,
-        view: None,
-        usage: Default::default(),
         created_at: created,
         expires_at: expired.then(|| now() - time::Duration::hours(1)),
-        revoked_at: None,
-        created_by: "test".into(),
-        created_by_user: None,
-        version: 1,
+        ..ShareLink::new(
+            DatasetId::parse(dataset).expect("dataset id"),
+            OrgId::parse(ORG).expect("org"),
+            LinkToken::generate().hash(),
+            "test".into(),
+        )
     }
 }
 

@@ -255,6 +255,35 @@ pub enum LinkState {
 }
 
 impl ShareLink {
+    /// A new link to the whole of a dataset: unlabelled, view permission, no password, stored
+    /// view or expiry, unused, first version. Change what differs with struct update syntax,
+    /// e.g. `ShareLink { permission: LinkPermission::Download, ..ShareLink::new(…) }`.
+    pub fn new(
+        dataset_id: DatasetId,
+        org: OrgId,
+        token_hash: TokenHash,
+        created_by: String,
+    ) -> Self {
+        Self {
+            id: LinkId::generate(),
+            dataset_id,
+            org,
+            token_hash,
+            label: String::new(),
+            scope: LinkScope::Dataset,
+            permission: LinkPermission::View,
+            password_hash: None,
+            view: None,
+            usage: LinkUsage::default(),
+            created_at: super::now(),
+            expires_at: None,
+            revoked_at: None,
+            created_by,
+            created_by_user: None,
+            version: 1,
+        }
+    }
+
     pub fn state_at(&self, now: Timestamp) -> LinkState {
         if self.revoked_at.is_some() {
             LinkState::Revoked
@@ -287,22 +316,14 @@ mod tests {
     fn link_state_follows_revocation_then_expiry() {
         let t = now();
         let mut link = ShareLink {
-            id: LinkId::generate(),
-            dataset_id: DatasetId::generate(),
-            org: crate::domain::OrgId::parse("home-lab").unwrap_or_else(|e| panic!("{e}")),
-            token_hash: LinkToken::generate().hash(),
-            label: String::new(),
-            scope: LinkScope::Dataset,
-            permission: LinkPermission::View,
-            password_hash: None,
-            view: None,
-            usage: LinkUsage::default(),
             created_at: t,
             expires_at: Some(t + Duration::hours(1)),
-            revoked_at: None,
-            created_by: "test".into(),
-            created_by_user: None,
-            version: 1,
+            ..ShareLink::new(
+                DatasetId::generate(),
+                crate::domain::OrgId::parse("home-lab").unwrap_or_else(|e| panic!("{e}")),
+                LinkToken::generate().hash(),
+                "test".into(),
+            )
         };
         assert_eq!(link.state_at(t), LinkState::Active);
         assert_eq!(link.state_at(t + Duration::hours(2)), LinkState::Expired);

@@ -601,22 +601,8 @@ async fn catalog_links(store: &DynStore) {
     catalog.create_dataset(&d, "suite").await.unwrap();
     let token = LinkToken::generate();
     let link = ShareLink {
-        id: LinkId::generate(),
-        dataset_id: d.id.clone(),
-        org: d.org.clone(),
-        token_hash: token.hash(),
         label: "reviewer 2".into(),
-        scope: Default::default(),
-        permission: Default::default(),
-        password_hash: None,
-        view: None,
-        usage: Default::default(),
-        created_at: now(),
-        expires_at: None,
-        revoked_at: None,
-        created_by: "suite".into(),
-        created_by_user: None,
-        version: 1,
+        ..ShareLink::new(d.id.clone(), d.org.clone(), token.hash(), "suite".into())
     };
     catalog.create_link(&link).await.unwrap();
     assert_eq!(catalog.link_by_token(&token.hash()).await.unwrap(), link);
@@ -970,22 +956,8 @@ async fn directory_invites_accept_once(store: &DynStore) {
 fn new_link(d: &Dataset, label: &str) -> (ShareLink, LinkToken) {
     let token = LinkToken::generate();
     let link = ShareLink {
-        id: LinkId::generate(),
-        dataset_id: d.id.clone(),
-        org: d.org.clone(),
-        token_hash: token.hash(),
         label: label.into(),
-        scope: Default::default(),
-        permission: Default::default(),
-        password_hash: None,
-        view: None,
-        usage: Default::default(),
-        created_at: now(),
-        expires_at: None,
-        revoked_at: None,
-        created_by: "suite".into(),
-        created_by_user: None,
-        version: 1,
+        ..ShareLink::new(d.id.clone(), d.org.clone(), token.hash(), "suite".into())
     };
     (link, token)
 }
