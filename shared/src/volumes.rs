@@ -277,7 +277,9 @@ mod tests {
             base64_data: base64::engine::general_purpose::STANDARD.encode(data),
         };
         let zeros = vec![0u8; BUCKET_VOXELS * 4];
-        let (buckets, largest) = decode_actions(&spec, &[action(&bytes, 32), action(&zeros, 64)])
+        let crate::domain::volume::DecodedSave {
+            buckets, largest, ..
+        } = decode_actions(&spec, &[action(&bytes, 32), action(&zeros, 64)])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(largest, 42);
         let saved = save(

@@ -626,7 +626,9 @@ pub struct Save {
     /// webKnossos update actions, applied in order, all or nothing: for skeletons
     /// `{"name": "createNode", "value": {...}}` and the other tree actions; for volumes
     /// `{"name": "updateBucket", "value": {"position": [x, y, z], "mag": [1, 1, 1],
-    /// "cubeSize": 32, "base64Data": "…"}}` (32³ voxels, little-endian, x fastest).
+    /// "cubeSize": 32, "base64Data": "…"}}` (32³ voxels, little-endian, x fastest; buckets of
+    /// coarser mags, `[2, 2, 2]` …, are checked and counted but not stored: the coarser levels
+    /// are recomputed from full resolution).
     #[schema(value_type = Vec<Object>)]
     pub actions: Vec<serde_json::Value>,
 }
@@ -646,6 +648,10 @@ pub struct Saved {
     pub buckets: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub largest_segment_id: Option<u64>,
+    /// Volumes: how many of the save's buckets were of coarser levels (mag 2, 4 …), checked and
+    /// then left out: every coarser level is recomputed from full resolution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived_buckets: Option<usize>,
 }
 
 /// Each action parsed as `T`; the error names the first bad one.
@@ -726,12 +732,13 @@ async fn save(
                     edges: Some(stats.edges),
                     buckets: None,
                     largest_segment_id: None,
+                    derived_buckets: None,
                 },
             )
         }
         Some(spec) => {
             let actions: Vec<VolumeAction> = parse_actions(req.actions)?;
-            let (buckets, largest) = decode_actions(spec, &actions)
+            let decoded = decode_actions(spec, &actions)
                 .map_err(|e: VolumeActionError| ApiError::Unprocessable(e.to_string()))?;
             let base = s.services.volume_content(&a.id, a.version).await?;
             let save_id = format!(
@@ -744,13 +751,13 @@ async fn save(
                 &a.id,
                 spec,
                 &save_id,
-                buckets,
+                decoded.buckets,
                 &base,
             )
             .await
             .map_err(ApiError::internal)?;
             let mut next = saved.content;
-            next.largest_segment_id = next.largest_segment_id.max(largest);
+            next.largest_segment_id = next.largest_segment_id.max(decoded.largest);
             written = Some((save_id, saved.written));
             let reply = Saved {
                 version: 0,
@@ -759,6 +766,7 @@ async fn save(
                 edges: None,
                 buckets: Some(next.painted_buckets()),
                 largest_segment_id: Some(next.largest_segment_id),
+                derived_buckets: Some(decoded.derived),
             };
             (
                 serde_json::to_value(&next).map_err(ApiError::internal)?,

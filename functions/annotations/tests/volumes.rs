@@ -463,7 +463,7 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
     let top_of_a = 1 + 31 + 32 * 31 + 1024 * 31;
     assert_eq!(
         first,
-        json!({"version": 1, "buckets": 2, "largest_segment_id": top_of_a})
+        json!({"version": 1, "buckets": 2, "largest_segment_id": top_of_a, "derived_buckets": 0})
     );
     // Version 2: one more bucket, with the largest id so far.
     let second = app
@@ -471,7 +471,7 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
         .await;
     assert_eq!(
         second,
-        json!({"version": 2, "buckets": 3, "largest_segment_id": 70_000})
+        json!({"version": 2, "buckets": 3, "largest_segment_id": 70_000, "derived_buckets": 0})
     );
     // The version's content is the index of which save holds each bucket.
     let index = app.content(me, &id, 2).await;
@@ -524,7 +524,7 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
     // of each bad one included).
     let good = update_bucket([32, 0, 0], &uniform(99));
     let mut bad_mag = update_bucket([0, 0, 0], &uniform(3));
-    bad_mag["value"]["mag"] = json!([2, 2, 2]);
+    bad_mag["value"]["mag"] = json!([2, 2, 1]);
     let mut bad_cube = update_bucket([0, 0, 0], &uniform(3));
     bad_cube["value"]["cubeSize"] = json!(64);
     let mut bad_base64 = update_bucket([0, 0, 0], &uniform(3));
@@ -616,7 +616,7 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
         .await;
     assert_eq!(
         third,
-        json!({"version": 3, "buckets": 2, "largest_segment_id": 70_000})
+        json!({"version": 3, "buckets": 2, "largest_segment_id": 70_000, "derived_buckets": 0})
     );
     let latest = app.content(me, &id, 3).await;
     assert!(latest["buckets"].get(key_at(c)).is_none(), "{latest}");
@@ -681,6 +681,59 @@ async fn volume_saves_make_versions_refuse_bad_buckets_and_erase_with_zeros() {
         .json(),
         latest
     );
+}
+
+/// webKnossos sends the buckets of the coarser mags it downsampled itself along with the full
+/// resolution ones: they are checked, counted and left out, the coarser levels being the
+/// service's own recomputation.
+#[tokio::test]
+async fn coarser_mags_a_client_sends_are_checked_and_recomputed_not_stored() {
+    let World { app, owner, ds, .. } = world(Visibility::Private).await;
+    let me = Who::As(&owner);
+    let id = app.volume(me, &ds, "cells", json!({})).await;
+    let coarse = |position: [u64; 3], mag: u64, value: u32| {
+        let mut action = update_bucket(position, &uniform(value));
+        action["value"]["mag"] = json!([mag, mag, mag]);
+        action
+    };
+    let saved = app
+        .saved(
+            me,
+            &id,
+            0,
+            &[
+                update_bucket([0, 0, 0], &uniform(5)),
+                coarse([0, 0, 0], 2, 99),
+                coarse([0, 0, 0], 4, 99),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved,
+        json!({"version": 1, "buckets": 1, "largest_segment_id": 5, "derived_buckets": 2})
+    );
+    // The level-1 chunk is the mode of the full resolution below it: 5 over the painted
+    // octant, 0 elsewhere; nothing of the client's 99.
+    let zarr = app.zarr_url(me, &id, "").await;
+    let level_1 = u32s(&app.voxels_at(&zarr, "1/c/0/0/0").await);
+    assert_eq!(level_1.iter().filter(|v| **v == 5).count(), 16 * 16 * 16);
+    assert!(level_1.iter().all(|v| *v == 5 || *v == 0), "no 99");
+    // A save of coarse buckets alone is a version that changes nothing.
+    let again = app.saved(me, &id, 1, &[coarse([64, 0, 0], 2, 7)]).await;
+    assert_eq!(again["buckets"], 1);
+    assert_eq!(again["derived_buckets"], 1);
+    assert_eq!(again["largest_segment_id"], 5);
+    // Coarse buckets are held to their level's grid: aligned to its extent, inside it, and of
+    // one of the volume's levels (64 → 32 → 16 along z: mags 1, 2 and 4 only).
+    for (action, needle) in [
+        (coarse([32, 0, 0], 2, 1), "multiple"),
+        (coarse([0, 0, 128], 2, 1), "outside"),
+        (coarse([0, 0, 0], 8, 1), "mag"),
+    ] {
+        app.save(me, &id, 2, &[action])
+            .await
+            .problem_about(StatusCode::UNPROCESSABLE_ENTITY, needle);
+    }
 }
 
 #[tokio::test]

@@ -373,11 +373,13 @@ impl BucketWrite {
 /// Why a volume save was refused; names the action (its 0-based index in the save).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VolumeActionError {
-    #[error("action {index}: only mag [1, 1, 1] (full resolution) is saved")]
+    #[error(
+        "action {index}: mag must be [1, 1, 1] (full resolution) or one of the volume's coarser levels, [2, 2, 2], [4, 4, 4] …"
+    )]
     Mag { index: usize },
     #[error("action {index}: cubeSize must be {BUCKET_EDGE}")]
     CubeSize { index: usize },
-    #[error("action {index}: the position must be a multiple of {BUCKET_EDGE} on every axis")]
+    #[error("action {index}: the position must be a multiple of {BUCKET_EDGE} × mag on every axis")]
     Unaligned { index: usize },
     #[error("action {index}: the bucket lies outside the volume")]
     OutOfBounds { index: usize },
@@ -395,19 +397,32 @@ pub enum VolumeActionError {
     Count,
 }
 
-/// Checks and decodes a save's volume actions against the volume, all or nothing. A bucket
-/// written twice in one save keeps its last data. Also returns the largest id painted.
+/// A save's volume actions, checked and decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedSave {
+    /// The full-resolution buckets to write (a bucket written twice keeps its last data).
+    pub buckets: Vec<BucketWrite>,
+    /// The largest segment id painted.
+    pub largest: u64,
+    /// Buckets of coarser levels the save carried (webKnossos sends the mags it downsampled
+    /// itself): checked like the others, then left out, since every coarser level is
+    /// recomputed from full resolution.
+    pub derived: usize,
+}
+
+/// Checks and decodes a save's volume actions against the volume, all or nothing. Positions
+/// are full-resolution voxels (x, y, z), as webKnossos sends them for every mag.
 pub fn decode_actions(
     spec: &VolumeSpec,
     actions: &[VolumeAction],
-) -> Result<(Vec<BucketWrite>, u64), VolumeActionError> {
+) -> Result<DecodedSave, VolumeActionError> {
     if actions.is_empty() || actions.len() > MAX_BUCKETS_PER_SAVE {
         return Err(VolumeActionError::Count);
     }
-    let grid = spec.grid();
     let expected = BUCKET_VOXELS * spec.data_type.size();
     let mut by_chunk: BTreeMap<[u64; 3], Vec<u8>> = BTreeMap::new();
     let mut largest = 0;
+    let mut derived = 0;
     for (index, action) in actions.iter().enumerate() {
         let VolumeAction::UpdateBucket {
             position,
@@ -415,22 +430,24 @@ pub fn decode_actions(
             cube_size,
             base64_data,
         } = action;
-        if *mag != [1, 1, 1] {
+        // Level k halves every axis k times: mag [2^k, 2^k, 2^k].
+        let level = match mag {
+            [m, n, o] if m == n && n == o && m.is_power_of_two() => m.trailing_zeros(),
+            _ => return Err(VolumeActionError::Mag { index }),
+        };
+        if level >= spec.levels {
             return Err(VolumeActionError::Mag { index });
         }
         if *cube_size != BUCKET_EDGE {
             return Err(VolumeActionError::CubeSize { index });
         }
-        if position.iter().any(|p| p % BUCKET_EDGE != 0) {
+        let edge = BUCKET_EDGE << level;
+        if position.iter().any(|p| p % edge != 0) {
             return Err(VolumeActionError::Unaligned { index });
         }
         // Position is x, y, z; chunk indices are z, y, x.
-        let chunk = [
-            position[2] / BUCKET_EDGE,
-            position[1] / BUCKET_EDGE,
-            position[0] / BUCKET_EDGE,
-        ];
-        if chunk.iter().zip(grid).any(|(c, n)| *c >= n) {
+        let chunk = [position[2] / edge, position[1] / edge, position[0] / edge];
+        if chunk.iter().zip(spec.grid_at(level)).any(|(c, n)| *c >= n) {
             return Err(VolumeActionError::OutOfBounds { index });
         }
         let data = base64::engine::general_purpose::STANDARD
@@ -443,16 +460,21 @@ pub fn decode_actions(
                 got: data.len(),
             });
         }
+        if level > 0 {
+            derived += 1;
+            continue;
+        }
         largest = largest.max(spec.data_type.max_id(&data));
         by_chunk.insert(chunk, data);
     }
-    Ok((
-        by_chunk
+    Ok(DecodedSave {
+        buckets: by_chunk
             .into_iter()
             .map(|(chunk, data)| BucketWrite { chunk, data })
             .collect(),
         largest,
-    ))
+        derived,
+    })
 }
 
 #[cfg(test)]
@@ -529,7 +551,11 @@ mod tests {
 
     #[test]
     fn buckets_map_xyz_positions_to_zyx_chunks_and_keep_the_last_write() {
-        let (writes, largest) = decode_actions(
+        let DecodedSave {
+            buckets: writes,
+            largest,
+            derived,
+        } = decode_actions(
             &spec(),
             &[
                 bucket([64, 32, 0], 7),
@@ -538,12 +564,53 @@ mod tests {
             ],
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(derived, 0);
         assert_eq!(writes.len(), 2);
         assert_eq!(writes[0].chunk, [0, 1, 2]);
         assert_eq!(&writes[0].data[..4], &9u32.to_le_bytes());
         assert_eq!(writes[1].chunk, [1, 2, 3]);
         assert_eq!(largest, 9);
         assert_eq!(bucket_key(writes[1].chunk), "0/c/1/2/3");
+    }
+
+    #[test]
+    fn coarser_buckets_are_checked_then_left_to_the_recomputation() {
+        let s = spec();
+        assert_eq!(s.levels, 3, "100 → 50 → 25 voxels along x");
+        let at = |position: [u64; 3], mag: u64| {
+            let mut a = bucket(position, 4);
+            let VolumeAction::UpdateBucket { mag: m, .. } = &mut a;
+            *m = [mag; 3];
+            a
+        };
+        let decoded = decode_actions(
+            &s,
+            &[bucket([32, 0, 0], 5), at([0, 64, 0], 2), at([0, 0, 0], 4)],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded.derived, 2);
+        assert_eq!(decoded.buckets.len(), 1);
+        assert_eq!(decoded.buckets[0].chunk, [0, 0, 1]);
+        assert_eq!(decoded.largest, 5, "only full-resolution ids count");
+        // Positions are full-resolution voxels, aligned to the coarser bucket's extent …
+        assert_eq!(
+            decode_actions(&s, &[at([32, 0, 0], 2)]),
+            Err(VolumeActionError::Unaligned { index: 0 })
+        );
+        // … inside that level's grid (25 voxels along x at mag 4: one bucket) …
+        assert_eq!(
+            decode_actions(&s, &[at([128, 0, 0], 4)]),
+            Err(VolumeActionError::OutOfBounds { index: 0 })
+        );
+        // … and the mag one of the volume's levels.
+        assert_eq!(
+            decode_actions(&s, &[at([0, 0, 0], 8)]),
+            Err(VolumeActionError::Mag { index: 0 })
+        );
+        assert_eq!(
+            decode_actions(&s, &[at([0, 0, 0], 3)]),
+            Err(VolumeActionError::Mag { index: 0 })
+        );
     }
 
     #[test]
