@@ -283,6 +283,11 @@ impl Services {
         if let Some(hit) = self.cache.links.get(hash) {
             return Ok(hit);
         }
+        self.load_link(hash).await
+    }
+
+    /// The link a token hash names, read from the catalog (and remembered in the cache).
+    async fn load_link(&self, hash: &TokenHash) -> Result<Option<Arc<ShareLink>>, ApiError> {
         let link = match self.catalog.link_by_token(hash).await {
             Ok(link) => Some(Arc::new(link)),
             Err(CatalogError::NotFound) => None,
@@ -311,13 +316,7 @@ impl Services {
         };
         let hash = token.hash();
         let link = if fresh {
-            let link = match self.catalog.link_by_token(&hash).await {
-                Ok(link) => Some(Arc::new(link)),
-                Err(CatalogError::NotFound) => None,
-                Err(other) => return Err(other.into()),
-            };
-            self.cache.links.insert(hash, link.clone());
-            link
+            self.load_link(&hash).await?
         } else {
             self.resolve_link(&hash).await?
         };
