@@ -107,6 +107,32 @@ impl Authenticator {
     }
 }
 
+/// The OpenAPI security schemes the routes name: `bearer` (a signed-in user's access token or
+/// the admin key, as [`Authenticator::authenticate`] takes them) and `link` (the holder of a
+/// share link, on the routes that accept one). One modifier for every function's document.
+pub struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "link",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Link {token}`, or `Link {token}.{unlock}` for a password-protected link after \
+                 `POST /api/links/unlock`: the holder of a share link",
+            ))),
+        );
+    }
+}
+
 /// The authenticated caller of a management route.
 #[derive(Clone, Debug)]
 pub struct Caller(pub Actor);

@@ -75,6 +75,7 @@ pub fn routes(services: Arc<Services>) -> Router {
 
 /// This function's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
+    use shared::auth::SecuritySchemes;
     #[derive(utoipa::OpenApi)]
     #[openapi(
         paths(
@@ -84,6 +85,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ),
         components(schemas(Problem)),
         tags((name = "accounts", description = "Organizations, users, teams and invitations")),
+        modifiers(&SecuritySchemes),
     )]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()

@@ -75,32 +75,16 @@ pub fn routes(services: Arc<Services>) -> Router {
 
 /// This function's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
+    use shared::auth::SecuritySchemes;
     #[derive(utoipa::OpenApi)]
     #[openapi(
         paths(list, create, show, update, remove, restore, save, versions, version, download, copy, viewer),
         components(schemas(Problem)),
         tags((name = "annotations", description = "Skeleton and volume annotations: versioned saves, visibility, team sharing, share links, copies, NML")),
-        modifiers(&LinkAuth),
+        modifiers(&SecuritySchemes),
     )]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
-}
-
-struct LinkAuth;
-
-impl utoipa::Modify for LinkAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "link",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "Authorization",
-                "`Link {token}`, or `Link {token}.{unlock}` for a password-protected link after \
-                 `POST /api/links/unlock`: the holder of a share link",
-            ))),
-        );
-    }
 }
 
 /// The caller of the routes a share link may use too (show, versions, downloads, saves): a

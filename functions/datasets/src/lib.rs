@@ -108,6 +108,7 @@ pub fn routes(services: Arc<Services>) -> Router {
 
 /// This function's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
+    use shared::auth::SecuritySchemes;
     #[derive(utoipa::OpenApi)]
     #[openapi(
         paths(
@@ -120,23 +121,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ),
         components(schemas(Problem)),
         tags((name = "datasets", description = "Register datasets and share them")),
-        modifiers(&BearerAuth),
+        modifiers(&SecuritySchemes),
     )]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
-}
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
 }
 
 /// This document.
