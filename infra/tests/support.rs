@@ -9,42 +9,54 @@ use serde_json::Value;
 use shared::config::Delivery;
 use shared::domain::{Email, OrgId, OrgRole, Organization, User, now};
 
-/// The real-client Python from `infra/scripts/python-clients.sh`. Missing: in CI a failure,
-/// elsewhere the caller skips (and says so).
-pub fn client_python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = std::env::var_os("ZARRSHARE_CLIENT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv-clients/bin/python"));
-    if python.exists() {
-        return Some(python);
+/// Whether what `missing` names is installed. Missing: in CI a failure (CI must run every test),
+/// elsewhere the caller skips and says so; `script` installs it.
+fn installed(found: bool, missing: &str, script: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test: {missing}; run {script}"
+        );
+        eprintln!("skipped: {missing} (run {script})");
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the real-client tests: run infra/scripts/python-clients.sh"
-    );
-    eprintln!(
-        "skipped: no client venv at {} (run infra/scripts/python-clients.sh)",
-        python.display()
-    );
-    None
+    found
+}
+
+/// The python of a venv of the repository (`venv`, e.g. `.venv-clients`) that `script` makes, or
+/// the one `env` names.
+pub fn venv_python(env: &str, venv: &str, script: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(venv).join("bin/python"));
+    installed(
+        python.exists(),
+        &format!("no venv at {}", python.display()),
+        script,
+    )
+    .then_some(python)
+}
+
+/// The real-client Python from `infra/scripts/python-clients.sh`.
+pub fn client_python() -> Option<PathBuf> {
+    venv_python(
+        "ZARRSHARE_CLIENT_PYTHON",
+        ".venv-clients",
+        "infra/scripts/python-clients.sh",
+    )
 }
 
 /// Debian's Chromium and its chromedriver, from `infra/scripts/browser.sh`, for the tests that
-/// open pages in a real browser. Missing: in CI a failure, elsewhere the caller skips.
+/// open pages in a real browser.
 pub fn browser() -> bool {
     let found = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
         .iter()
         .all(|p| Path::new(p).exists());
-    if found {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the browser tests: run infra/scripts/browser.sh"
-    );
-    eprintln!("skipped: no /usr/bin/chromium or chromedriver (run infra/scripts/browser.sh)");
-    false
+    installed(
+        found,
+        "no /usr/bin/chromium or chromedriver",
+        "infra/scripts/browser.sh",
+    )
 }
 
 /// A dataset manager of the server's organization (who may annotate its datasets), created

@@ -17,24 +17,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared::domain::skeleton::{MAX_ID, NmlMeta, Skeleton, TreeGroup, UpdateAction, to_nml};
 
-/// The webknossos venv's python. Missing: in CI a failure, elsewhere a skip that says so.
+/// The webknossos venv's python (`infra/scripts/python-webknossos.sh`).
 fn webknossos_python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = std::env::var_os("ZARRSHARE_WEBKNOSSOS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv-webknossos/bin/python"));
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must check NML with webknossos: run infra/scripts/python-webknossos.sh"
-    );
-    eprintln!(
-        "skipped: no webknossos venv at {} (run infra/scripts/python-webknossos.sh)",
-        python.display()
-    );
-    None
+    crate::support::venv_python(
+        "ZARRSHARE_WEBKNOSSOS_PYTHON",
+        ".venv-webknossos",
+        "infra/scripts/python-webknossos.sh",
+    )
 }
 
 /// Writes `nml` to a temporary file and returns what webknossos parsed from it.
